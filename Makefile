@@ -1,0 +1,62 @@
+# Kanaria's one entry point. `make test` and `make demo` work from a fresh clone
+# on a fresh machine: they create .venv, install the Python packages and the
+# system tools they need (Debian's prometheus, wrk, nginx), and build the test
+# control plane once into ~/.cache/kanaria.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+
+.PHONY: help setup system-deps control-plane lint typecheck check-imports test test-fast demo bench crd kind-up kind-down clean
+
+help:
+	@echo "make demo   - generate demo models and run a local rollout end to end"
+	@echo "make test   - lint, type checks and the whole test suite (installs what it needs)"
+	@echo "make lint   - ruff, import rules, Dockerfile lint"
+	@echo "make bench  - benchmarks, printed as ratios against same-run baselines"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+control-plane:
+	bash scripts/build-control-plane.sh >/dev/null
+
+check-imports: setup
+	$(PY) scripts/check_imports.py
+
+lint: setup check-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check kanaria model_server router operator tests bench scripts
+	bash scripts/lint-dockerfiles.sh
+
+typecheck: setup
+	$(VENV)/bin/mypy kanaria model_server/kanaria_server router/kanaria_router operator/kanaria_operator scripts tests bench
+
+test: setup system-deps control-plane lint typecheck
+	KANARIA_CONTROL_PLANE="$$(bash scripts/build-control-plane.sh 2>/dev/null | tail -n1)" \
+	  $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not controlplane" $(PYTEST_ARGS)
+
+demo: setup system-deps
+	$(PY) -m kanaria.local.demo
+
+bench: setup system-deps
+	$(PY) -m bench $(BENCH_ARGS)
+
+crd: setup
+	$(VENV)/bin/kanaria crd > manifests/crds/modeldeployments.kanaria.io.yaml
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

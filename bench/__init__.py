@@ -1,0 +1,1 @@
+"""Kanaria benchmarks: each prints ratios against baselines measured in the same run."""

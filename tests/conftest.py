@@ -1,0 +1,15 @@
+"""Shared fixtures. Integration fixtures live next to the tests that use them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    """Where a test's child processes write their logs (kept by pytest on failure)."""
+    d = tmp_path / "logs"
+    d.mkdir()
+    return d
