@@ -1,0 +1,856 @@
+"""The ModelDeployment resource: spec and status as pydantic v2 models.
+
+These models are the single source of truth for the resource: the CRD schema
+(``kanaria crd``) is generated from them, ``kanaria up``/``apply`` validate
+files with them, and the rollout engine reads spec and writes status through
+them. Field names are camelCase exactly as they appear in YAML. Each field's
+docstring becomes its description in the CRD (``kubectl explain``), so it says
+the unit and the default. Cross-field rules are written twice on purpose: as a
+pydantic validator (local files) and as a CEL rule in ``json_schema_extra``
+(the API server), each naming the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from kanaria.durations import Duration, parse_duration
+
+API_VERSION: Final = "kanaria.io/v1alpha1"
+KIND: Final = "ModelDeployment"
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""DNS-1123 label: model names and metric names become Kubernetes object names and labels."""
+VERSION_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+"""A model version: a label value (letters, digits, '-', '_', '.'), at most 63 characters."""
+HEADER_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+"""An HTTP header (or cookie) name token."""
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One ``x-kubernetes-validations`` entry; ``fieldPath`` points kubectl at the field."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def _validations(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+class _Spec(BaseModel):
+    """Spec parts: unknown fields are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True
+    )
+
+
+class _Status(BaseModel):
+    """Status parts: mutable copies owned by the engine; unknown fields are ignored so
+    an older engine can read a newer status."""
+
+    model_config = ConfigDict(extra="ignore", use_attribute_docstrings=True)
+
+
+# --------------------------------------------------------------------------- spec: model
+
+
+class ModelSource(_Spec):
+    """The model version to serve: where the ONNX file is and how to verify it."""
+
+    version: str = Field(pattern=VERSION_PATTERN, max_length=63)
+    """Version name (e.g. v2). Changing it starts a rollout from the current stable version."""
+    uri: str = Field(min_length=1, max_length=2048)
+    """Where the ONNX file is: https://, http://, s3:// or file:// URL, or a local path."""
+    sha256: str | None = Field(default=None, pattern=r"^[a-f0-9]{64}$", max_length=64)
+    """Expected SHA-256 of the ONNX file (64 lowercase hex digits). Optional; if set, a
+    mismatching file is refused by the model server."""
+    referenceProfile: str | None = Field(default=None, max_length=2048)
+    """URI of the reference input profile (JSON) used for input drift (PSI). Default: none,
+    so no drift metric is exported for this version."""
+
+
+class ResourceList(_Spec):
+    """Kubernetes resource quantities for the model-server container."""
+
+    requests: dict[str, str] | None = Field(default=None, max_length=16)
+    """Resource requests, e.g. {cpu: 500m, memory: 1Gi}. Default: none."""
+    limits: dict[str, str] | None = Field(default=None, max_length=16)
+    """Resource limits, e.g. {cpu: "2", memory: 2Gi}. Default: none."""
+
+
+# --------------------------------------------------------------------------- spec: server, router
+
+
+class Batching(_Spec):
+    """Dynamic batching: requests are grouped into one onnxruntime call."""
+
+    maxBatchSize: int = Field(default=1, ge=1, le=4096)
+    """Most rows per executed batch. Default 1 (batching off)."""
+    maxBatchDelay: Duration = "5ms"
+    """Longest time a request waits for others to fill a batch. Default 5ms."""
+
+
+class ServerSettings(_Spec):
+    """Model-server settings shared by every version of this deployment."""
+
+    batching: Batching = Batching()
+    """Dynamic batching settings. Default: maxBatchSize 1, maxBatchDelay 5ms."""
+    image: str | None = Field(default=None, max_length=512)
+    """Container image of the model server (Kubernetes only). Default: the operator's."""
+    args: list[Annotated[str, Field(max_length=256)]] = Field(default=[], max_length=32)
+    """Extra command-line arguments for `kanaria serve-model`. Default: none."""
+
+
+class StickyKey(_Spec):
+    """Where the router reads the key that pins a user to one version."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "has(self.header) || has(self.cookie)",
+                "spec.router.stickyKey: set header or cookie",
+            )
+        )
+    )
+
+    header: str | None = Field(default=None, pattern=HEADER_PATTERN, max_length=128)
+    """Request header holding the key (e.g. x-user-id)."""
+    cookie: str | None = Field(default=None, pattern=HEADER_PATTERN, max_length=128)
+    """Cookie holding the key, read when the header is absent."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StickyKey:
+        if not self.header and not self.cookie:
+            raise ValueError("set header or cookie")
+        return self
+
+
+class RouterAuth(_Spec):
+    """Bearer-token authentication of client requests at the router."""
+
+    header: str = Field(default="Authorization", pattern=HEADER_PATTERN, max_length=128)
+    """Header carrying the token ("Bearer <token>" in Authorization). Default Authorization."""
+    secretName: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=253)
+    """Kubernetes only: Secret whose `tokens` key lists accepted tokens, one per line."""
+    tokensFile: str | None = Field(default=None, max_length=1024)
+    """Local runtime only: file listing accepted tokens, one per line."""
+
+
+class RouterSettings(_Spec):
+    """How the router splits, pins and authenticates traffic for this model."""
+
+    stickyKey: StickyKey | None = None
+    """Pin each user to a version bucket by this key. Default: none (per-request split)."""
+    overrideHeader: str = Field(default="x-kanaria-version", pattern=HEADER_PATTERN, max_length=128)
+    """Header that sends a request to a named version (blue-green preview, debugging).
+    Default x-kanaria-version."""
+    auth: RouterAuth | None = None
+    """Require a bearer token from clients. Default: none (open)."""
+
+
+# --------------------------------------------------------------------------- spec: strategy
+
+
+class Pause(_Spec):
+    """Hold the current weight."""
+
+    duration: Duration | None = None
+    """How long to hold (e.g. 60s). Omitted: hold until `kanaria promote` (or resume)."""
+
+
+class StepAnalysis(_Spec):
+    """Hold the current weight until analysis has passed."""
+
+    rounds: int = Field(default=1, ge=1, le=100)
+    """Consecutive Successful analysis rounds needed to leave this step. Default 1."""
+
+
+class CanaryStep(_Spec):
+    """One canary step: exactly one of setWeight, pause, analysis."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0)"
+                " + (has(self.analysis) ? 1 : 0) == 1",
+                "spec.strategy.canary.steps[]: set exactly one of setWeight, pause, analysis",
+            )
+        )
+    )
+
+    setWeight: int | None = Field(default=None, ge=0, le=100)
+    """Send this percentage (0-100) of traffic to the candidate."""
+    pause: Pause | None = None
+    """Hold the weight for a duration, or until promoted."""
+    analysis: StepAnalysis | None = None
+    """Hold the weight until analysis rounds pass."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CanaryStep:
+        chosen = [n for n in ("setWeight", "pause", "analysis") if getattr(self, n) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                "set exactly one of setWeight, pause, analysis"
+                + (f" (got {', '.join(chosen)})" if chosen else "")
+            )
+        return self
+
+
+class CanaryStrategy(_Spec):
+    """Shift traffic to the candidate step by step; promote after the last step."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+                "spec.strategy.canary.steps: setWeight values must not decrease",
+                ".steps",
+            )
+        )
+    )
+
+    steps: list[CanaryStep] = Field(min_length=1, max_length=32)
+    """Steps run in order (1-32). After the last one the candidate is promoted to 100%."""
+
+    @field_validator("steps")
+    @classmethod
+    def _non_decreasing(cls, steps: list[CanaryStep]) -> list[CanaryStep]:
+        last = -1
+        for i, step in enumerate(steps):
+            if step.setWeight is not None:
+                if step.setWeight < last:
+                    raise ValueError(
+                        f"steps[{i}].setWeight {step.setWeight} is below an earlier step's "
+                        f"{last}: weights must not decrease"
+                    )
+                last = step.setWeight
+        return steps
+
+
+class BlueGreenStrategy(_Spec):
+    """Bring the candidate up at full size with 0% traffic, check it, switch at once."""
+
+    autoPromote: bool = True
+    """Switch automatically once the candidate is Ready and pre-promotion analysis passed.
+    False: wait for `kanaria promote`. Default true."""
+    mirrorPercent: Percent = 0
+    """Percentage of live requests mirrored to the candidate while it waits (its answers
+    are compared, never returned), so pre-promotion analysis has data. Default 0; the
+    candidate can always be reached with the router's override header."""
+    prePromotionAnalysis: StepAnalysis | None = None
+    """Analysis rounds the candidate must pass before the switch. Default: none."""
+    postPromotionAnalysis: StepAnalysis | None = None
+    """Analysis rounds after the switch, while the old version is kept warm; a failure
+    switches back. Default: none."""
+    scaleDownDelay: Duration = "30s"
+    """How long the old version stays up (warm, 0% traffic) after the switch. Default 30s."""
+
+
+class ShadowStrategy(_Spec):
+    """Mirror a share of traffic to the candidate and compare; optionally graduate."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "self.graduateTo != 'canary' || has(self.canary)",
+                "spec.strategy.shadow.canary is required when graduateTo is canary",
+                ".canary",
+            ),
+            _cel(
+                "self.graduateTo != 'blueGreen' || has(self.blueGreen)",
+                "spec.strategy.shadow.blueGreen is required when graduateTo is blueGreen",
+                ".blueGreen",
+            ),
+        )
+    )
+
+    mirrorPercent: Percent = 100
+    """Percentage of live requests copied to the candidate. Default 100."""
+    duration: Duration | None = None
+    """Shortest time the shadow runs before it can end or graduate (e.g. 10m). Default:
+    none, only the analysis rounds count."""
+    analysis: StepAnalysis = StepAnalysis()
+    """Consecutive Successful analysis rounds (spec.analysis.metrics, e.g. shadowAgreement)
+    needed to pass. Default 1 round."""
+    graduateTo: Literal["canary", "blueGreen", "none"] = "none"
+    """After passing: continue as a canary or blue-green rollout, or stop the shadow and
+    keep the stable version (none). Default none."""
+    canary: CanaryStrategy | None = None
+    """Canary steps used when graduateTo is canary."""
+    blueGreen: BlueGreenStrategy | None = None
+    """Blue-green settings used when graduateTo is blueGreen."""
+
+    @model_validator(mode="after")
+    def _graduation(self) -> ShadowStrategy:
+        if self.graduateTo == "canary" and self.canary is None:
+            raise ValueError("canary is required when graduateTo is canary")
+        if self.graduateTo == "blueGreen" and self.blueGreen is None:
+            raise ValueError("blueGreen is required when graduateTo is blueGreen")
+        return self
+
+
+class Strategy(_Spec):
+    """How a new model version is rolled out: exactly one of canary, blueGreen, shadow."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0)"
+                " + (has(self.shadow) ? 1 : 0) == 1",
+                "spec.strategy: set exactly one of canary, blueGreen, shadow",
+            )
+        )
+    )
+
+    canary: CanaryStrategy | None = None
+    """Shift traffic step by step."""
+    blueGreen: BlueGreenStrategy | None = None
+    """Full-size candidate at 0%, then one switch."""
+    shadow: ShadowStrategy | None = None
+    """Mirrored traffic only; may graduate into canary or blue-green."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Strategy:
+        chosen = [n for n in ("canary", "blueGreen", "shadow") if getattr(self, n) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                "set exactly one of canary, blueGreen, shadow"
+                + (f" (got {', '.join(chosen)})" if chosen else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["canary", "blueGreen", "shadow"]:
+        """Which strategy is set."""
+        if self.canary is not None:
+            return "canary"
+        if self.blueGreen is not None:
+            return "blueGreen"
+        return "shadow"
+
+
+# --------------------------------------------------------------------------- spec: analysis
+
+
+class Builtin(StrEnum):
+    """Built-in gates, PromQL templates over the metric names in kanaria.metric_names."""
+
+    successRate = "successRate"
+    errorRate = "errorRate"
+    latencyP99 = "latencyP99"
+    inputDrift = "inputDrift"
+    shadowAgreement = "shadowAgreement"
+    accuracy = "accuracy"
+
+
+class MetricGate(_Spec):
+    """One gate: a value measured over the last interval, judged against min and/or max."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "has(self.builtin) != has(self.query)",
+                "spec.analysis.metrics[]: set exactly one of builtin, query",
+            ),
+            _cel(
+                "has(self.min) || has(self.max)",
+                "spec.analysis.metrics[]: set min, max or both",
+            ),
+            _cel(
+                "!has(self.min) || !has(self.max) || self.min < self.max",
+                "spec.analysis.metrics[].min must be less than max",
+                ".min",
+            ),
+            _cel(
+                "!has(self.quantile) || (has(self.builtin) && self.builtin == 'latencyP99')",
+                "spec.analysis.metrics[].quantile is only allowed with builtin latencyP99",
+                ".quantile",
+            ),
+        )
+    )
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    """Name of the gate, unique in the list (shown in status and Events)."""
+    builtin: Builtin | None = None
+    """A built-in gate: successRate, errorRate (ratios 0-1), latencyP99 (seconds),
+    inputDrift (PSI, max over inputs), shadowAgreement (ratio 0-1), accuracy (ratio 0-1,
+    from delayed labels)."""
+    query: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Custom PromQL returning one series; placeholders {{model}}, {{version}},
+    {{namespace}} (empty outside Kubernetes) and {{interval}} (e.g. 30s)."""
+    min: float | None = None
+    """The measured value must be >= min to pass."""
+    max: float | None = None
+    """The measured value must be <= max to pass."""
+    quantile: float | None = Field(default=None, gt=0, lt=1)
+    """Latency quantile for builtin latencyP99, e.g. 0.95. Default 0.99."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> MetricGate:
+        if (self.builtin is None) == (self.query is None):
+            raise ValueError("set exactly one of builtin, query")
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both")
+        for bound in (self.min, self.max):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError("min and max must be finite numbers")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"min ({self.min:g}) must be less than max ({self.max:g})")
+        if self.quantile is not None and self.builtin is not Builtin.latencyP99:
+            raise ValueError("quantile is only allowed with builtin latencyP99")
+        return self
+
+
+class Analysis(_Spec):
+    """Metric gates measured every interval while a rollout progresses."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "duration(self.interval) >= duration('1s')",
+                "spec.analysis.interval must be at least 1s",
+                ".interval",
+            )
+        )
+    )
+
+    interval: Duration = "30s"
+    """Time between analysis rounds, and the window each query looks back over. Default 30s."""
+    failureLimit: int = Field(default=1, ge=1, le=100)
+    """Failed measurements of one gate during a rollout that trigger a rollback. Default 1."""
+    inconclusiveLimit: int = Field(default=3, ge=0, le=100)
+    """Consecutive Inconclusive measurements (no data, too few requests) of one gate
+    tolerated; one more pauses the rollout for a person. Default 3."""
+    consecutiveErrorLimit: int = Field(default=4, ge=0, le=100)
+    """Consecutive Error measurements (metric source down, bad query) of one gate
+    tolerated; one more rolls back. Default 4."""
+    minRequests: int = Field(default=0, ge=0)
+    """Requests the measured version must have served in the interval for a verdict;
+    fewer makes the measurement Inconclusive. Default 0."""
+    metrics: list[MetricGate] = Field(
+        default=[],
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """The gates (at most 16). Default: none, so only pauses and people gate the rollout."""
+
+    @field_validator("interval")
+    @classmethod
+    def _at_least_a_second(cls, value: str) -> str:
+        if parse_duration(value) < 1:
+            raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique(cls, metrics: list[MetricGate]) -> list[MetricGate]:
+        seen: set[str] = set()
+        for i, m in enumerate(metrics):
+            if m.name in seen:
+                raise ValueError(f"metrics[{i}].name {m.name!r} is used twice")
+            seen.add(m.name)
+        return metrics
+
+    @property
+    def interval_seconds(self) -> float:
+        """The analysis interval in seconds."""
+        return parse_duration(self.interval)
+
+
+# --------------------------------------------------------------------------- spec: retraining
+
+
+class Webhook(_Spec):
+    """An HTTP endpoint called with a JSON payload."""
+
+    url: str = Field(pattern=r"^https?://", max_length=2048)
+    """http:// or https:// URL that receives a POST with the JSON payload."""
+    timeout: Duration = "10s"
+    """Request timeout. Default 10s."""
+    headers: dict[str, str] = Field(default={}, max_length=16)
+    """Extra request headers (e.g. Authorization). Default: none."""
+
+
+class Retraining(_Spec):
+    """Ask for a retrained model when the stable version's inputs drift or accuracy drops."""
+
+    metric: Literal["inputDrift", "accuracy"] = "inputDrift"
+    """What to watch on the stable version: inputDrift (PSI, max over inputs; crossing
+    means above threshold) or accuracy (ratio 0-1; crossing means below). Default inputDrift."""
+    threshold: float
+    """The value that must be crossed (PSI, e.g. 0.2; or accuracy, e.g. 0.9)."""
+    duration: Duration = "10m"
+    """How long the value must stay crossed before retraining is requested. Default 10m."""
+    cooldown: Duration = "1h"
+    """Least time between two retraining requests. Default 1h."""
+    webhook: Webhook | None = None
+    """Called (POST, JSON) when retraining is requested. Default: none."""
+    jobTemplate: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Kubernetes only: a batch/v1 JobTemplateSpec the operator creates a Job from."""
+
+
+# --------------------------------------------------------------------------- spec
+
+
+class ModelDeploymentSpec(_Spec):
+    """The desired state: which model version to serve and how to roll new ones out."""
+
+    model: ModelSource
+    """The model version to serve; changing it starts a rollout."""
+    replicas: int = Field(default=1, ge=1, le=1000)
+    """Model-server replicas of the stable version (and of a blue-green candidate). Default 1."""
+    resources: ResourceList | None = None
+    """Resources of each model-server container (Kubernetes). Default: none."""
+    server: ServerSettings = ServerSettings()
+    """Model-server settings."""
+    router: RouterSettings = RouterSettings()
+    """Router settings."""
+    strategy: Strategy
+    """How new versions are rolled out."""
+    analysis: Analysis = Analysis()
+    """Metric gates and their limits."""
+    retraining: Retraining | None = None
+    """Retraining hook. Default: none."""
+
+    @model_validator(mode="after")
+    def _known_metric_kinds(self) -> ModelDeploymentSpec:
+        shadow = self.strategy.shadow
+        # Without gates or a duration, a shadow would "pass" on no evidence at all.
+        if (
+            shadow is not None
+            and shadow.graduateTo == "none"
+            and not self.analysis.metrics
+            and shadow.duration is None
+        ):
+            raise ValueError("strategy.shadow needs spec.analysis.metrics or a duration to end on")
+        return self
+
+
+# --------------------------------------------------------------------------- status
+
+
+class Verdict(StrEnum):
+    """Outcome of one measurement."""
+
+    Successful = "Successful"
+    Failed = "Failed"
+    Inconclusive = "Inconclusive"
+    Error = "Error"
+
+
+class Phase(StrEnum):
+    """Where a ModelDeployment is."""
+
+    Pending = "Pending"
+    """Nothing decided yet."""
+    Healthy = "Healthy"
+    """Only the stable version serves, and it is Ready."""
+    Degraded = "Degraded"
+    """Only the stable version serves, and it is not Ready."""
+    Progressing = "Progressing"
+    """A rollout moves forward."""
+    Paused = "Paused"
+    """A rollout waits for a person (pause step, manual pause, inconclusive analysis)."""
+    Promoting = "Promoting"
+    """The candidate is being made the stable version (scaled up, switched, old kept warm)."""
+    RolledBack = "RolledBack"
+    """The candidate failed or was aborted: 100% on stable. `kanaria retry` starts again."""
+
+
+class VersionRef(_Status):
+    """A model version as the engine tracks it."""
+
+    version: str
+    """Version name."""
+    uri: str
+    """Where the ONNX file is."""
+    sha256: str | None = None
+    """Expected SHA-256, if given."""
+    referenceProfile: str | None = None
+    """Reference input profile URI, if given."""
+
+    @classmethod
+    def of(cls, model: ModelSource) -> VersionRef:
+        """The reference for a spec's model."""
+        return cls(
+            version=model.version,
+            uri=model.uri,
+            sha256=model.sha256,
+            referenceProfile=model.referenceProfile,
+        )
+
+    def same(self, other: VersionRef | None) -> bool:
+        """True if ``other`` names the same artifact."""
+        return other is not None and self.model_dump() == other.model_dump()
+
+
+class VersionRole(StrEnum):
+    stable = "stable"
+    candidate = "candidate"
+
+
+class LiveVersion(_Status):
+    """A version that should be running, and at what size."""
+
+    version: str
+    """Version name."""
+    uri: str
+    """Where the ONNX file is."""
+    sha256: str | None = None
+    """Expected SHA-256, if given."""
+    referenceProfile: str | None = None
+    """Reference input profile URI, if given."""
+    role: VersionRole
+    """stable or candidate."""
+    replicas: int
+    """Desired model-server replicas."""
+
+
+class Condition(_Status):
+    """A Kubernetes-style condition."""
+
+    type: str
+    """Available, Progressing, Paused, DriftDetected."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = ""
+    """CamelCase reason."""
+    message: str = ""
+    """Human-readable detail."""
+    lastTransitionTime: datetime | None = None
+    """When status last changed."""
+
+
+class Measurement(_Status):
+    """One gate measurement, kept in status so a user can see why a rollout moved."""
+
+    metric: str
+    """Gate name (spec.analysis.metrics[].name, or retraining)."""
+    version: str
+    """Measured version."""
+    query: str = ""
+    """The resolved query that was run."""
+    value: float | None = None
+    """The measured value (none when there was no data or an error)."""
+    verdict: Verdict
+    """Successful, Failed, Inconclusive or Error."""
+    reason: str = ""
+    """Why (e.g. 'value 0.93 < min 0.99', 'only 12 requests (< minRequests 50)')."""
+    time: datetime
+    """When it was measured."""
+
+
+class GateCounters(_Status):
+    """Per-gate verdict counters for the current rollout."""
+
+    failed: int = 0
+    """Failed measurements since the rollout (or retry) started."""
+    consecutiveInconclusive: int = 0
+    """Inconclusive measurements in a row."""
+    consecutiveErrors: int = 0
+    """Error measurements in a row."""
+
+
+class MirrorStatus(_Status):
+    """Mirrored traffic to a version."""
+
+    version: str
+    """The version receiving copies."""
+    percent: float
+    """Percentage of live requests copied."""
+
+
+class ModelDeploymentStatus(_Status):
+    """Everything the engine knows: a restarted operator continues from here."""
+
+    phase: Phase = Phase.Pending
+    """Pending, Healthy, Degraded, Progressing, Paused, Promoting or RolledBack."""
+    message: str = ""
+    """What is happening, in a sentence."""
+    observedGeneration: int | None = None
+    """metadata.generation of the spec this status reflects."""
+    target: VersionRef | None = None
+    """The spec.model the engine last acted on; a different spec.model starts a rollout."""
+    stable: VersionRef | None = None
+    """The version serving (or falling back to) production traffic."""
+    candidate: VersionRef | None = None
+    """The version being rolled out (or just rolled back)."""
+    strategy: Literal["canary", "blueGreen", "shadow"] | None = None
+    """Strategy the current rollout uses (a graduated shadow becomes canary or blueGreen)."""
+    stage: Literal["Steps", "Preview", "Switching", "PostPromotion", "Mirroring"] | None = None
+    """Internal stage of the rollout."""
+    currentStep: int | None = None
+    """Index of the current canary step (len(steps) once all steps are done)."""
+    stepWeight: int = 0
+    """Candidate weight the current step asks for (applied once the candidate is Ready)."""
+    weight: int = 0
+    """Percentage of traffic currently sent to the candidate."""
+    weights: dict[str, int] = {}
+    """Weight per live version; sums to 100."""
+    mirror: MirrorStatus | None = None
+    """Mirrored traffic, if any."""
+    versions: list[LiveVersion] = Field(default=[], max_length=4)
+    """Versions that should be running and their sizes (stable first)."""
+    stepStartedAt: datetime | None = None
+    """When the current step or stage started."""
+    pausedAt: datetime | None = None
+    """When the rollout paused."""
+    pauseReason: str | None = None
+    """Why: PauseStep, Manual, InconclusiveAnalysis, AwaitingPromotion."""
+    switchedAt: datetime | None = None
+    """Blue-green: when traffic switched to the candidate (old kept warm since)."""
+    lastAnalysisAt: datetime | None = None
+    """When the last analysis round was taken."""
+    successfulRounds: int = 0
+    """Consecutive all-Successful analysis rounds in the current step or stage."""
+    gates: dict[str, GateCounters] = {}
+    """Verdict counters per gate for the current rollout."""
+    measurements: list[Measurement] = Field(default=[], max_length=50)
+    """The most recent measurements (newest last)."""
+    lastCommand: str | None = None
+    """Nonce of the last manual command applied (so it is applied once)."""
+    lastRetrainCheckAt: datetime | None = None
+    """When the retraining metric was last measured."""
+    driftSince: datetime | None = None
+    """Since when the retraining metric has been crossing its threshold."""
+    lastRetrainAt: datetime | None = None
+    """When retraining was last requested."""
+    conditions: list[Condition] = Field(default=[], max_length=8)
+    """Available, Progressing, Paused, DriftDetected."""
+
+
+# --------------------------------------------------------------------------- the resource
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes metadata Kanaria reads; other keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    """Name of the ModelDeployment; also the model name in /v2/models/{name}."""
+    namespace: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=63)
+    """Kubernetes namespace; empty locally."""
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    generation: int | None = None
+
+
+class ModelDeployment(BaseModel):
+    """A model served by Kanaria and rolled out progressively."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    apiVersion: Literal["kanaria.io/v1alpha1"] = API_VERSION
+    """kanaria.io/v1alpha1."""
+    kind: Literal["ModelDeployment"] = KIND
+    """ModelDeployment."""
+    metadata: ObjectMeta
+    """Name and namespace."""
+    spec: ModelDeploymentSpec
+    """Desired state."""
+    status: ModelDeploymentStatus | None = None
+    """Observed state, written by the engine."""
+
+
+# --------------------------------------------------------------------------- loading files
+
+
+class ManifestError(ValueError):
+    """A ModelDeployment file that cannot be used; ``str()`` lists each problem by field."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: invalid ModelDeployment:\n  " + "\n  ".join(problems))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(document)"
+
+
+def _message(err: ErrorDetails) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']}"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']}"
+    if kind == "less_than":
+        return f"must be < {ctx['lt']}"
+    if kind == "greater_than":
+        return f"must be > {ctx['gt']}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling; fields are camelCase)"
+    if kind == "string_pattern_mismatch":
+        return f"{err['input']!r} does not match {ctx['pattern']}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return str(err["msg"])
+
+
+def _loc(err: ErrorDetails) -> tuple[int | str, ...]:
+    # Drop pydantic's internal loc parts for tagged unions and function validators.
+    return tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def problems_of(exc: ValidationError) -> list[str]:
+    """One ``field.path: message`` line per validation error."""
+    return [f"{_path(_loc(e))}: {_message(e)}" for e in exc.errors()]
+
+
+def parse_model_deployment(text: str, source: str = "<input>") -> ModelDeployment:
+    """Validate a YAML (or JSON) document holding one ModelDeployment."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ManifestError(source, [f"not valid YAML: {exc}"]) from exc
+    if len(docs) != 1:
+        raise ManifestError(source, [f"expected exactly one document, found {len(docs)}"])
+    doc = docs[0]
+    if not isinstance(doc, dict):
+        raise ManifestError(source, ["(document): must be a mapping with apiVersion, kind, spec"])
+    try:
+        return ModelDeployment.model_validate(doc)
+    except ValidationError as exc:
+        raise ManifestError(source, problems_of(exc)) from exc
+
+
+def load_model_deployment(path: str | Path) -> ModelDeployment:
+    """Read and validate a ModelDeployment file (``kanaria up -f`` / ``kanaria apply -f``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(str(p), [f"cannot read file: {exc.strerror or exc}"]) from exc
+    return parse_model_deployment(text, str(p))
