@@ -1,0 +1,347 @@
+"""The FastAPI application: Open Inference Protocol (V2) REST over one ONNX model version.
+
+``create_app(settings)`` wires the parts together: loading (in the background,
+so liveness answers while a large model downloads), the batcher, monitoring,
+the prediction log and delayed-label feedback. Errors from every handler go
+through :func:`_error_response`, the one place that maps the error hierarchy to
+HTTP and the V2 error shape. The infer route is a bare Starlette route reading
+the raw body: the request schema is checked by :mod:`kanaria_server.codec`
+against the model signature, which is faster and gives better messages than a
+generic schema would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kanaria import __version__
+from kanaria_server.batching import Batcher
+from kanaria_server.codec import decode_request, encode_response
+from kanaria_server.errors import (
+    BadRequestError,
+    InjectedFailureError,
+    ModelLoadError,
+    NotFoundError,
+    NotReadyError,
+    PayloadTooLargeError,
+    ServerError,
+)
+from kanaria_server.feedback import FeedbackStore, parse_feedback
+from kanaria_server.model import LoadedModel, load_model
+from kanaria_server.monitoring import Monitor
+from kanaria_server.predlog import PredictionLog
+from kanaria_server.profile import load_profile
+from kanaria_server.settings import Settings
+
+log = logging.getLogger("kanaria_server")
+JSON = "application/json"
+HEADER_LENGTH = "inference-header-content-length"
+EXTENSIONS = ["binary_tensor_data", "kanaria_feedback"]
+
+
+@dataclass
+class ServerState:
+    """What the handlers share: filled in once the model has loaded."""
+
+    settings: Settings
+    monitor: Monitor
+    feedback: FeedbackStore
+    model: LoadedModel | None = None
+    batcher: Batcher | None = None
+    predlog: PredictionLog | None = None
+    load_error: str | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type=JSON, headers=headers)
+
+
+def _error_response(exc: ServerError, headers: dict[str, str] | None = None) -> Response:
+    """The one mapping of the error hierarchy to HTTP: status from the class, V2 body."""
+    return _json({"error": exc.message}, exc.status, headers)
+
+
+def _check_model(state: ServerState, name: str, version: str | None) -> LoadedModel:
+    s = state.settings
+    if name != s.name:
+        raise NotFoundError(f"unknown model {name!r}; this server serves {s.name!r}")
+    if version is not None and version != s.version:
+        raise NotFoundError(
+            f"model {name!r} has no version {version!r}; this server serves version {s.version!r}"
+        )
+    if state.model is None or state.batcher is None:
+        reason = state.load_error or "loading and warming up"
+        raise NotReadyError(f"model {name!r} is not ready: {reason}")
+    return state.model
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequestError("Content-Length must be a non-negative integer")
+        if int(declared) > limit:
+            raise PayloadTooLargeError(
+                f"request body of {declared} bytes exceeds the {limit}-byte limit"
+            )
+        return await request.body()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _header_length(request: Request) -> int | None:
+    raw = request.headers.get(HEADER_LENGTH)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise BadRequestError(
+            f"Inference-Header-Content-Length must be an integer, got {raw!r:.40}"
+        )
+    return int(raw)
+
+
+def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
+    """Build the app; ``on_fatal`` is called with a message if the model cannot be loaded.
+
+    Without ``on_fatal`` a load failure leaves the server live but never ready
+    (``/v2/health/ready`` answers 503 with the reason).
+    """
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the scrape size for no gate's benefit
+    monitor = Monitor(settings.name, settings.version, settings.drift_window)
+    state = ServerState(
+        settings, monitor, FeedbackStore(settings.feedback_capacity, settings.feedback_ttl_s)
+    )
+
+    def load() -> tuple[LoadedModel, Any]:
+        model = load_model(
+            settings.model, settings.sha256, settings.intra_op_threads, settings.download_timeout_s
+        )
+        profiles = load_profile(settings.reference, model.signature) if settings.reference else None
+        return model, profiles
+
+    async def load_in_background() -> None:
+        try:
+            model, profiles = await asyncio.to_thread(load)
+        except ModelLoadError as exc:
+            state.load_error = str(exc)
+            log.error("cannot serve model %s: %s", settings.name, exc)
+            if on_fatal is not None:
+                on_fatal(str(exc))
+            return
+        monitor.bind(model.signature, profiles)
+        batcher = Batcher(
+            model.run,
+            model.signature.batchable,
+            settings.max_batch_size,
+            settings.max_batch_delay_ms / 1000,
+            observe_batch=monitor.observe_batch,
+            observe_queue=monitor.queue.observe,
+        )
+        batcher.start()
+        state.model, state.batcher = model, batcher
+        monitor.ready.set(1)
+        batching = "on" if model.signature.batchable and settings.max_batch_size > 1 else "off"
+        log.info(
+            "model %s version %s ready (%d inputs, %d outputs, batching %s)",
+            settings.name,
+            settings.version,
+            len(model.signature.inputs),
+            len(model.signature.outputs),
+            batching,
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.log_predictions > 0:
+            state.predlog = PredictionLog(
+                settings.prediction_log,
+                settings.log_predictions,
+                settings.prediction_log_max_values,
+            )
+        task = asyncio.get_running_loop().create_task(load_in_background())
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+        try:
+            yield
+        finally:
+            monitor.ready.set(0)
+            if not task.done():
+                task.cancel()
+            if state.batcher is not None:
+                await state.batcher.close()
+            if state.predlog is not None:
+                state.predlog.close()
+
+    app = FastAPI(
+        title="Kanaria model server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.kanaria = state
+
+    @app.exception_handler(ServerError)
+    async def _server_error(_: Request, exc: ServerError) -> Response:
+        return _error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return _json({"error": message}, exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return _json({"error": f"internal error: {type(exc).__name__}"}, 500)
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return _json({"name": "kanaria", "version": __version__, "extensions": EXTENSIONS})
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        _check_model(state, settings.name, None)
+        return _json({"ready": True})
+
+    async def model_metadata(request: Request) -> Response:
+        p = request.path_params
+        model = _check_model(state, p["name"], p.get("version"))
+        return _json(
+            {
+                "name": settings.name,
+                "versions": [settings.version],
+                "platform": "onnxruntime_onnx",
+                "inputs": [t.metadata() for t in model.signature.inputs],
+                "outputs": [t.metadata() for t in model.signature.outputs],
+            }
+        )
+
+    async def model_ready(request: Request) -> Response:
+        p = request.path_params
+        _check_model(state, p["name"], p.get("version"))
+        return _json({"name": settings.name, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id")
+        monitor.inflight.inc()
+        try:
+            p = request.path_params
+            model = _check_model(state, p["name"], p.get("version"))
+            body = await _read_body(request, settings.max_body_bytes)
+            decoded = decode_request(body, _header_length(request), model.signature)
+            request_id = decoded.id or request_id or uuid.uuid4().hex
+            if settings.chaos_latency_ms > 0:
+                await asyncio.sleep(settings.chaos_latency_ms / 1000)
+            if settings.chaos_error_rate > 0 and random.random() < settings.chaos_error_rate:
+                raise InjectedFailureError("injected failure (chaos_error_rate)")
+            assert state.batcher is not None  # checked by _check_model
+            outputs = await state.batcher.submit(decoded.inputs, decoded.rows)
+            selected = [
+                (o, spec, outputs[o.name])
+                for o in decoded.outputs
+                if (spec := model.signature.output(o.name)) is not None
+            ]
+            payload, header_len = encode_response(
+                settings.name, settings.version, decoded.id, selected
+            )
+            headers = {"x-request-id": request_id}
+            if header_len is None:
+                response = Response(payload, media_type=JSON, headers=headers)
+            else:
+                headers["Inference-Header-Content-Length"] = str(header_len)
+                response = Response(payload, media_type="application/octet-stream", headers=headers)
+            if monitor.classifiers and state.feedback.capacity > 0:
+                scores = outputs[monitor.classifiers[0]]
+                if scores.ndim == 2:
+                    state.feedback.remember(request_id, scores.argmax(axis=1).tolist())
+            elapsed = time.perf_counter() - started
+            if state.predlog is not None and state.predlog.sampled():
+                state.predlog.log(
+                    request_id, settings.name, settings.version, decoded.inputs, outputs, elapsed
+                )
+            monitor.latency.observe(elapsed)
+            monitor.count_request("infer", 200)
+            return response
+        except ServerError as exc:
+            monitor.count_request("infer", exc.status)
+            monitor.latency.observe(time.perf_counter() - started)
+            return _error_response(exc, {"x-request-id": request_id or uuid.uuid4().hex})
+        finally:
+            monitor.inflight.dec()
+
+    async def feedback(request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        headers = {"x-request-id": request_id}
+        try:
+            p = request.path_params
+            _check_model(state, p["name"], p.get("version"))
+            if not monitor.classifiers:
+                raise BadRequestError(
+                    "feedback needs a classifier output ([batch, classes] float); "
+                    "this model has none"
+                )
+            if state.feedback.capacity <= 0:
+                raise BadRequestError("feedback is disabled (feedback_capacity is 0)")
+            body = await _read_body(request, settings.max_body_bytes)
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
+            result = state.feedback.score(parse_feedback(doc))
+        except ServerError as exc:
+            monitor.count_request("feedback", exc.status)
+            return _error_response(exc, headers)
+        children = monitor.feedback_children
+        if result.correct:
+            children["correct"].inc(result.correct)
+        if result.incorrect:
+            children["incorrect"].inc(result.incorrect)
+        if result.unknown:
+            children["unknown"].inc(len(result.unknown))
+        monitor.count_request("feedback", 200)
+        return _json(result.as_json(), headers=headers)
+
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.router.add_route(prefix, model_metadata, methods=["GET"])
+        app.router.add_route(prefix + "/ready", model_ready, methods=["GET"])
+        app.router.add_route(prefix + "/infer", infer, methods=["POST"])
+        app.router.add_route(prefix + "/feedback", feedback, methods=["POST"])
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(monitor.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

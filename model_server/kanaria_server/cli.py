@@ -1,0 +1,110 @@
+"""``kanaria serve-model``: serve one ONNX model version over the Open Inference Protocol.
+
+Every setting of :class:`kanaria_server.settings.Settings` is a flag (``max_batch_size``
+is ``--max-batch-size``) and an environment variable (``KANARIA_MAX_BATCH_SIZE``);
+flags win. The flags are generated from the settings so their help texts (with
+units) are written once.
+
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT drain in-flight requests
+first), 2 for invalid settings or a model that cannot be loaded (missing,
+corrupt, SHA-256 mismatch, unusable profile): the server fails loudly rather
+than staying unready, so a wrong model shows up as a crash-looping pod or a
+failed `kanaria up`, not as a silent outage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from kanaria_server.settings import Settings
+
+PROG = "kanaria serve-model"
+
+
+def _flag_type(annotation: Any) -> type:
+    if annotation in (int, float):
+        return annotation  # type: ignore[no-any-return]
+    return str
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; defaults stay None so the environment can fill them in."""
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = "" if info.is_required() else f" (default: {info.default})"
+        parser.add_argument(
+            flag,
+            dest=name,
+            type=_flag_type(info.annotation),
+            default=None,
+            help=f"{info.description}{default} [env KANARIA_{name.upper()}]",
+        )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags given on the command line override KANARIA_* environment variables."""
+    given = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    return Settings(**given)
+
+
+def format_validation_error(exc: Any) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        flag = "--" + field.replace("_", "-")
+        lines.append(f"{flag} (KANARIA_{field.upper()}): {err['msg']}")
+    return "\n  ".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"{PROG}: invalid settings:\n  {format_validation_error(exc)}", file=sys.stderr)
+        return 2
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the process exit code."""
+    import uvicorn  # noqa: PLC0415 (heavy; only when serving)
+
+    from kanaria_server.app import create_app  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    exit_code = 0
+    server: uvicorn.Server | None = None
+
+    def fatal(message: str) -> None:
+        nonlocal exit_code
+        print(f"{PROG}: cannot serve model: {message}", file=sys.stderr, flush=True)
+        exit_code = 2
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_fatal=fatal)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if exit_code:
+        return exit_code
+    return 0 if server.started else 1
