@@ -721,8 +721,13 @@ class ModelDeploymentStatus(_Status):
     """Why: PauseStep, Manual, InconclusiveAnalysis, AwaitingPromotion."""
     switchedAt: datetime | None = None
     """Blue-green: when traffic switched to the candidate (old kept warm since)."""
+    analysisStartedAt: datetime | None = None
+    """When the candidate first had traffic (or an analysis stage began) in this rollout:
+    the first analysis round is due one interval later."""
     lastAnalysisAt: datetime | None = None
     """When the last analysis round was taken."""
+    lastRoundVerdict: Verdict | None = None
+    """Worst verdict of the last analysis round in this rollout (none before the first)."""
     successfulRounds: int = 0
     """Consecutive all-Successful analysis rounds in the current step or stage."""
     gates: dict[str, GateCounters] = {}

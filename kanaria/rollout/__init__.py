@@ -1,0 +1,53 @@
+"""The rollout engine: a pure state machine shared by the operator and ``kanaria up``.
+
+A control loop does, every pass::
+
+    requests = plan_measurements(spec, status, now)
+    measurements = [kanaria.analysis.measure(source, r, ...) for r in requests]
+    decision = decide(spec, status, Observations(...), now)
+    # write decision.status, apply decision.actions in order, publish decision.events
+"""
+
+from kanaria.rollout.engine import ACTIVE_PHASES, MAX_MEASUREMENTS, decide, worst
+from kanaria.rollout.plan import plan_measurements
+from kanaria.rollout.retrain import RETRAINING_METRIC, retraining_gate
+from kanaria.rollout.types import (
+    COMMAND_VERBS,
+    Action,
+    Command,
+    CommandVerb,
+    Decision,
+    Event,
+    MeasurementRequest,
+    Observations,
+    Retrain,
+    ScaleVersion,
+    SetRoutes,
+    StartVersion,
+    StopVersion,
+    VersionObservation,
+)
+
+__all__ = [
+    "ACTIVE_PHASES",
+    "COMMAND_VERBS",
+    "MAX_MEASUREMENTS",
+    "RETRAINING_METRIC",
+    "Action",
+    "Command",
+    "CommandVerb",
+    "Decision",
+    "Event",
+    "MeasurementRequest",
+    "Observations",
+    "Retrain",
+    "ScaleVersion",
+    "SetRoutes",
+    "StartVersion",
+    "StopVersion",
+    "VersionObservation",
+    "decide",
+    "plan_measurements",
+    "retraining_gate",
+    "worst",
+]

@@ -1,0 +1,64 @@
+"""Which measurements the engine wants before its next pass (pure, like decide)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus, Phase
+from kanaria.durations import format_duration
+from kanaria.rollout.engine import ACTIVE_PHASES, due
+from kanaria.rollout.retrain import retraining_gate
+from kanaria.rollout.types import MeasurementRequest
+
+
+def plan_measurements(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus | None, now: datetime
+) -> list[MeasurementRequest]:
+    """Analysis requests for the candidate when a round is due, and the retraining
+    request for the stable version when its check is due.
+
+    A round is due one interval after the candidate first got traffic (or entered a
+    stage that asks for analysis) and then every interval; the caller measures each
+    request (``kanaria.analysis.measure``) and passes the results to ``decide``.
+    """
+    if status is None:
+        return []
+    interval = spec.analysis.interval_seconds
+    window = format_duration(interval)
+    out: list[MeasurementRequest] = []
+    cand = status.candidate
+    if (
+        status.phase in ACTIVE_PHASES
+        and cand is not None
+        and spec.analysis.metrics
+        and due(status, interval, now)
+    ):
+        out.extend(
+            MeasurementRequest(
+                purpose="analysis",
+                version=cand.version,
+                gate=gate,
+                interval=window,
+                minRequests=spec.analysis.minRequests,
+            )
+            for gate in spec.analysis.metrics
+        )
+    rt = spec.retraining
+    if (
+        rt is not None
+        and status.stable is not None
+        and status.phase is not Phase.Pending
+        and (
+            status.lastRetrainCheckAt is None
+            or now - status.lastRetrainCheckAt >= timedelta(seconds=interval)
+        )
+    ):
+        out.append(
+            MeasurementRequest(
+                purpose="retraining",
+                version=status.stable.version,
+                gate=retraining_gate(rt),
+                interval=window,
+            )
+        )
+    return out

@@ -1,0 +1,155 @@
+"""What goes into the rollout engine and what comes out.
+
+The engine is a pure function, so everything it needs is in these values:
+:class:`Observations` are facts the caller gathered (readiness, measurements,
+a manual command); :class:`Decision` is the new status plus the actions that
+move the world towards it. Actions are a convenience for actuators that apply
+deltas; the new status alone is enough to converge (``status.versions``,
+``status.weights``, ``status.mirror``), which is what a restarted actuator does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kanaria.api import Measurement, MetricGate, MirrorStatus, ModelDeploymentStatus
+
+CommandVerb = Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
+COMMAND_VERBS: tuple[CommandVerb, ...] = (
+    "promote",
+    "promote-full",
+    "abort",
+    "pause",
+    "resume",
+    "retry",
+)
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- observations
+
+
+class VersionObservation(_Value):
+    """Readiness of one version, as the actuator sees it."""
+
+    ready: bool
+    """At least one replica serves requests (model loaded, probes pass)."""
+    readyReplicas: int | None = None
+    """Ready replicas; None means "as many as asked for" (the local runtime runs one)."""
+
+
+class Command(_Value):
+    """A manual command (``kanaria promote|abort|...``), applied once per nonce."""
+
+    verb: CommandVerb
+    nonce: str = Field(min_length=1, max_length=128)
+    """Unique per command; the engine records it in ``status.lastCommand``."""
+
+
+class Observations(_Value):
+    """Facts gathered by the caller for one engine pass. Time-free: ``now`` is separate."""
+
+    versions: dict[str, VersionObservation] = {}
+    """Readiness per version name; a version missing here counts as not ready."""
+    measurements: list[Measurement] = []
+    """Results of the analysis requests from :func:`kanaria.rollout.plan_measurements`
+    (purpose "analysis") taken for this pass: one analysis round."""
+    retraining: Measurement | None = None
+    """Result of the retraining request (purpose "retraining"), if one was due."""
+    command: Command | None = None
+    """A manual command; ignored if its nonce equals ``status.lastCommand``."""
+    generation: int | None = None
+    """metadata.generation of the spec (copied to status.observedGeneration)."""
+
+
+class MeasurementRequest(_Value):
+    """A measurement the engine wants taken before the next pass."""
+
+    purpose: Literal["analysis", "retraining"]
+    """analysis: a rollout gate on the candidate; retraining: the stable version's watch."""
+    version: str
+    """The version to measure."""
+    gate: MetricGate
+    """What to measure and how to judge it."""
+    interval: str
+    """Look-back window (the analysis interval, e.g. 30s)."""
+    minRequests: int = 0
+    """Requests needed in the window for a verdict; fewer is Inconclusive."""
+
+
+# --------------------------------------------------------------------------- decision
+
+
+class StartVersion(_Value):
+    """Start (or create) a version's model servers."""
+
+    type: Literal["start"] = "start"
+    version: str
+    uri: str
+    sha256: str | None = None
+    referenceProfile: str | None = None
+    replicas: int
+
+
+class ScaleVersion(_Value):
+    """Change a running version's replica count."""
+
+    type: Literal["scale"] = "scale"
+    version: str
+    replicas: int
+
+
+class StopVersion(_Value):
+    """Stop (delete) a version's model servers; applied after the routes moved away."""
+
+    type: Literal["stop"] = "stop"
+    version: str
+
+
+class SetRoutes(_Value):
+    """Write the router's weights (percent, sum 100) and mirror for this model."""
+
+    type: Literal["routes"] = "routes"
+    weights: dict[str, int]
+    mirror: MirrorStatus | None = None
+
+
+class Retrain(_Value):
+    """Ask for a retrained model: the local runtime calls spec.retraining.webhook, the
+    operator may create a Job from spec.retraining.jobTemplate."""
+
+    type: Literal["retrain"] = "retrain"
+    version: str
+    metric: str
+    value: float | None
+    threshold: float
+    since: datetime
+    """Since when the threshold has been crossed."""
+
+
+Action = Annotated[
+    StartVersion | ScaleVersion | StopVersion | SetRoutes | Retrain, Field(discriminator="type")
+]
+
+
+class Event(_Value):
+    """Something a person should see (a Kubernetes Event, a line in `kanaria up`'s log)."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    """CamelCase reason, e.g. RolloutStarted, StepAdvanced, Promoted, RolledBack."""
+    message: str
+
+
+class Decision(_Value):
+    """The engine's answer: the new status, and the actions (in order) that realise it."""
+
+    status: ModelDeploymentStatus
+    actions: list[Action] = []
+    events: list[Event] = []
