@@ -4,19 +4,17 @@
 so liveness answers while a large model downloads), the batcher, monitoring,
 the prediction log and delayed-label feedback. Errors from every handler go
 through :func:`_error_response`, the one place that maps the error hierarchy to
-HTTP and the V2 error shape. The infer route is a bare Starlette route reading
-the raw body: the request schema is checked by :mod:`kanaria_server.codec`
-against the model signature, which is faster and gives better messages than a
-generic schema would.
+HTTP and the V2 error shape. Infer requests are dispatched by
+:class:`ModelServerApp` straight to :class:`kanaria_server.infer.InferHandler`
+(a bare ASGI handler), before FastAPI's middleware and routing, because that
+stack costs more per request than a small model's inference.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
-import uuid
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,17 +28,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kanaria import __version__
 from kanaria_server.batching import Batcher
-from kanaria_server.codec import decode_request, encode_response
 from kanaria_server.errors import (
     BadRequestError,
-    InjectedFailureError,
     ModelLoadError,
-    NotFoundError,
-    NotReadyError,
     PayloadTooLargeError,
     ServerError,
 )
 from kanaria_server.feedback import FeedbackStore, parse_feedback
+from kanaria_server.infer import InferHandler, Receive, Scope, Send, check_model
 from kanaria_server.model import LoadedModel, load_model
 from kanaria_server.monitoring import Monitor
 from kanaria_server.predlog import PredictionLog
@@ -49,7 +44,6 @@ from kanaria_server.settings import Settings
 
 log = logging.getLogger("kanaria_server")
 JSON = "application/json"
-HEADER_LENGTH = "inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data", "kanaria_feedback"]
 
 
@@ -76,20 +70,6 @@ def _error_response(exc: ServerError, headers: dict[str, str] | None = None) -> 
     return _json({"error": exc.message}, exc.status, headers)
 
 
-def _check_model(state: ServerState, name: str, version: str | None) -> LoadedModel:
-    s = state.settings
-    if name != s.name:
-        raise NotFoundError(f"unknown model {name!r}; this server serves {s.name!r}")
-    if version is not None and version != s.version:
-        raise NotFoundError(
-            f"model {name!r} has no version {version!r}; this server serves version {s.version!r}"
-        )
-    if state.model is None or state.batcher is None:
-        reason = state.load_error or "loading and warming up"
-        raise NotReadyError(f"model {name!r} is not ready: {reason}")
-    return state.model
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -110,15 +90,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _header_length(request: Request) -> int | None:
-    raw = request.headers.get(HEADER_LENGTH)
-    if raw is None:
-        return None
-    if not raw.strip().isdigit():
-        raise BadRequestError(
-            f"Inference-Header-Content-Length must be an integer, got {raw!r:.40}"
-        )
-    return int(raw)
+INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+
+
+class ModelServerApp(FastAPI):
+    """FastAPI app whose infer route bypasses the framework stack (the hot path)."""
+
+    def __init__(self, infer: InferHandler, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.infer = infer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = INFER_PATH.match(scope["path"])
+            if match is not None:
+                await self.infer(scope, receive, send, match.group(1), match.group(2))
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
@@ -193,7 +181,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             if state.predlog is not None:
                 state.predlog.close()
 
-    app = FastAPI(
+    app = ModelServerApp(
+        InferHandler(state),
         title="Kanaria model server",
         version=__version__,
         lifespan=lifespan,
@@ -232,12 +221,12 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
 
     @app.get("/v2/health/ready")
     async def ready() -> Response:
-        _check_model(state, settings.name, None)
+        check_model(state, settings.name, None)
         return _json({"ready": True})
 
     async def model_metadata(request: Request) -> Response:
         p = request.path_params
-        model = _check_model(state, p["name"], p.get("version"))
+        model = check_model(state, p["name"], p.get("version"))
         return _json(
             {
                 "name": settings.name,
@@ -250,64 +239,15 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
 
     async def model_ready(request: Request) -> Response:
         p = request.path_params
-        _check_model(state, p["name"], p.get("version"))
+        check_model(state, p["name"], p.get("version"))
         return _json({"name": settings.name, "ready": True})
 
-    async def infer(request: Request) -> Response:
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id")
-        monitor.inflight.inc()
-        try:
-            p = request.path_params
-            model = _check_model(state, p["name"], p.get("version"))
-            body = await _read_body(request, settings.max_body_bytes)
-            decoded = decode_request(body, _header_length(request), model.signature)
-            request_id = decoded.id or request_id or uuid.uuid4().hex
-            if settings.chaos_latency_ms > 0:
-                await asyncio.sleep(settings.chaos_latency_ms / 1000)
-            if settings.chaos_error_rate > 0 and random.random() < settings.chaos_error_rate:
-                raise InjectedFailureError("injected failure (chaos_error_rate)")
-            assert state.batcher is not None  # checked by _check_model
-            outputs = await state.batcher.submit(decoded.inputs, decoded.rows)
-            selected = [
-                (o, spec, outputs[o.name])
-                for o in decoded.outputs
-                if (spec := model.signature.output(o.name)) is not None
-            ]
-            payload, header_len = encode_response(
-                settings.name, settings.version, decoded.id, selected
-            )
-            headers = {"x-request-id": request_id}
-            if header_len is None:
-                response = Response(payload, media_type=JSON, headers=headers)
-            else:
-                headers["Inference-Header-Content-Length"] = str(header_len)
-                response = Response(payload, media_type="application/octet-stream", headers=headers)
-            if monitor.classifiers and state.feedback.capacity > 0:
-                scores = outputs[monitor.classifiers[0]]
-                if scores.ndim == 2:
-                    state.feedback.remember(request_id, scores.argmax(axis=1).tolist())
-            elapsed = time.perf_counter() - started
-            if state.predlog is not None and state.predlog.sampled():
-                state.predlog.log(
-                    request_id, settings.name, settings.version, decoded.inputs, outputs, elapsed
-                )
-            monitor.latency.observe(elapsed)
-            monitor.count_request("infer", 200)
-            return response
-        except ServerError as exc:
-            monitor.count_request("infer", exc.status)
-            monitor.latency.observe(time.perf_counter() - started)
-            return _error_response(exc, {"x-request-id": request_id or uuid.uuid4().hex})
-        finally:
-            monitor.inflight.dec()
-
     async def feedback(request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id") or app.infer.new_request_id()
         headers = {"x-request-id": request_id}
         try:
             p = request.path_params
-            _check_model(state, p["name"], p.get("version"))
+            check_model(state, p["name"], p.get("version"))
             if not monitor.classifiers:
                 raise BadRequestError(
                     "feedback needs a classifier output ([batch, classes] float); "
@@ -337,7 +277,6 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.router.add_route(prefix, model_metadata, methods=["GET"])
         app.router.add_route(prefix + "/ready", model_ready, methods=["GET"])
-        app.router.add_route(prefix + "/infer", infer, methods=["POST"])
         app.router.add_route(prefix + "/feedback", feedback, methods=["POST"])
 
     @app.get("/metrics")

@@ -1,0 +1,215 @@
+"""Model-server benchmark: Kanaria's server vs a plain FastAPI server vs in-process onnxruntime.
+
+For a small MLP (64->256->256->10) and a large one (512->4x2048->10) it loads
+each server with ``wrk`` (POSTing a one-row V2 JSON request) at 1, 8 and 64
+connections and prints req/s, p50, p99 and errors, next to two baselines
+measured in the same run: onnxruntime called in-process (the limit: batch 1 and
+batch 32) and ``bench.plain_server`` (FastAPI calling ``session.run`` per
+request). Both servers run a single worker with one onnxruntime intra-op thread;
+wrk is pinned with ``taskset`` to the last CPU so it does not migrate onto the
+server's core. Numbers on a shared machine drift between runs: read the ratios.
+
+    python -m bench --only model_server [--quick] [--duration S] [--connections 1,8,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from kanaria.modelgen import mlp_classifier
+
+HERE = Path(__file__).resolve().parent
+MODELS = {"small": (64, 256, 256, 10), "large": (512, 2048, 2048, 2048, 2048, 10)}
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} not ready after {timeout}s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def in_process(model: Path, batch: int, seconds: float) -> float:
+    """Rows per second of onnxruntime called in a loop in this process."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    width = session.get_inputs()[0].shape[1]
+    x = np.random.default_rng(0).standard_normal((batch, width)).astype(np.float32)
+    session.run(None, {"input": x})
+    runs = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        session.run(None, {"input": x})
+        runs += 1
+    return runs * batch / (time.perf_counter() - start)
+
+
+def run_wrk(url: str, body_file: Path, connections: int, seconds: float, cpu: str | None) -> Result:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk not found (Debian package wrk; make system-deps installs it)")
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    cmd += ["-s", str(HERE / "wrk_post.lua"), url]
+    if cpu is not None and shutil.which("taskset"):
+        cmd = ["taskset", "-c", cpu, *cmd]
+    env = {**os.environ, "KANARIA_BENCH_BODY": str(body_file)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    match = re.search(
+        r"KANARIA_RESULT requests=(\d+) duration_us=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+)",
+        out.stdout,
+    )
+    if match is None:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    requests, duration, errors, p50, p99 = (int(g) for g in match.groups())
+    return Result(requests / (duration / 1e6), p50 / 1000, p99 / 1000, errors)
+
+
+def _server_cmd(kind: str, model: Path, port: int, extra: list[str]) -> list[str]:
+    if kind == "plain":
+        return [
+            sys.executable, "-m", "bench.plain_server", "--model", str(model), "--port", str(port)
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "kanaria", "serve-model", "--model", str(model), "--name", "bench",
+        "--port", str(port), "--intra-op-threads", "1", "--log-level", "warning", *extra,
+    ]  # fmt: skip
+
+
+def measure_server(
+    kind: str,
+    model: Path,
+    body_file: Path,
+    connections: list[int],
+    seconds: float,
+    wrk_cpu: str | None,
+    extra: list[str],
+) -> dict[int, Result]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        _server_cmd(kind, model, port, extra),
+        cwd=HERE.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+        url = f"http://127.0.0.1:{port}/v2/models/bench/infer"
+        run_wrk(url, body_file, max(connections), min(seconds, 2.0), wrk_cpu)  # warm-up
+        return {c: run_wrk(url, body_file, c, seconds, wrk_cpu) for c in connections}
+    finally:
+        _stop(proc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.model_server", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="2-second runs, smoke test only")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--connections", default="1,8,64", help="comma-separated list")
+    parser.add_argument("--models", default="small,large", help="comma-separated: small,large")
+    parser.add_argument(
+        "--wrk-cpu", default=str((os.cpu_count() or 1) - 1), help="CPU list for taskset of wrk"
+    )
+    parser.add_argument(
+        "--server-arg", action="append", default=[], help="extra kanaria serve-model flag"
+    )
+    args = parser.parse_args(argv)
+    seconds = 2.0 if args.quick else args.duration
+    connections = [int(c) for c in args.connections.split(",")]
+    wrk_cpu = args.wrk_cpu if args.wrk_cpu != "" else None
+    print(
+        f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; wrk -t1 pinned to CPU "
+        f"{wrk_cpu}; servers: 1 worker, 1 intra-op thread; {seconds:g}s per run",
+        flush=True,
+    )
+    rows: list[tuple[str, int, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="kanaria-bench-") as tmp:
+        for name in args.models.split(","):
+            layers = MODELS[name]
+            model = mlp_classifier(Path(tmp) / f"{name}.onnx", layers=layers)
+            x = np.random.default_rng(1).standard_normal(layers[0]).round(4).tolist()
+            body = {"inputs": [{"name": "input", "shape": [1, layers[0]], "datatype": "FP32",
+                                "data": x}]}  # fmt: skip
+            body_file = Path(tmp) / f"{name}.json"
+            body_file.write_text(json.dumps(body))
+            b1 = in_process(model, 1, min(seconds, 3.0))
+            b32 = in_process(model, 32, min(seconds, 3.0))
+            print(f"\n## {name} {layers}: onnxruntime in-process {b1:,.0f} inf/s at batch 1, "
+                  f"{b32:,.0f} rows/s at batch 32", flush=True)  # fmt: skip
+            plain = measure_server("plain", model, body_file, connections, seconds, wrk_cpu, [])
+            kan = measure_server(
+                "kanaria", model, body_file, connections, seconds, wrk_cpu, args.server_arg
+            )
+            print("| model | conns | server | req/s | p50 ms | p99 ms | errors | vs plain |")
+            print("|---|---|---|---|---|---|---|---|")
+            for c in connections:
+                p, k = plain[c], kan[c]
+                ratio = k.rps / p.rps if p.rps else float("nan")
+                for label, r, rt in (("plain FastAPI", p, ""), ("kanaria", k, f"{ratio:.2f}x")):
+                    print(f"| {name} | {c} | {label} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
+                          f"{r.p99_ms:.2f} | {r.errors} | {rt} |", flush=True)  # fmt: skip
+                rows.append((name, c, ratio, k.p99_ms))
+    print("\n## floors (issue 2)")
+    for name, c, ratio, p99 in rows:
+        if name == "large" and c == 64:
+            ok = ratio >= 4.0 and p99 < 100
+            print(f"large @64: {ratio:.2f}x plain (floor 4x), p99 {p99:.1f} ms (< 100): "
+                  f"{'met' if ok else 'NOT met'}")  # fmt: skip
+        if name == "small" and c in (8, 64):
+            print(f"small @{c}: {ratio:.2f}x plain (floor 1.3x): "
+                  f"{'met' if ratio >= 1.3 else 'NOT met'}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
