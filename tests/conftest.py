@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.support.controlplane"]
+"""The session-scoped ``control_plane`` and per-test ``namespace`` fixtures."""
+
 
 @pytest.fixture
 def log_dir(tmp_path: Path) -> Path:

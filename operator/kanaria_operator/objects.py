@@ -1,0 +1,430 @@
+"""The Kubernetes objects of one ModelDeployment, as plain dicts.
+
+Pure functions from (ModelDeployment identity, spec, live versions, images) to
+manifests, so what the operator creates is unit-testable without a cluster and
+the I/O layer only has to server-side-apply what these return. Every object
+carries an owner reference to the ModelDeployment (garbage collection removes
+them with it) and the ``app.kubernetes.io/*`` and ``kanaria.io/*`` labels.
+
+Names: ``<md>`` is the ModelDeployment's name.
+
+- ``<md>``                client-facing Service (selects the router pods)
+- ``<md>-router``         router Deployment, ServiceAccount, Role, RoleBinding
+- ``<md>-routes``         routes ConfigMap the router watches (key ``routes.yaml``)
+- ``<md>-<version>``      Deployment and Service of one model version
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kanaria.api import LiveVersion, ModelDeploymentSpec
+from kanaria.durations import parse_duration
+from kanaria.routes import CONFIGMAP_KEY, RoutesConfig
+
+GROUP = "kanaria.io"
+API_VERSION = "kanaria.io/v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+MANAGER = "kanaria-operator"
+
+LABEL_MD = "kanaria.io/model-deployment"
+LABEL_VERSION = "kanaria.io/version"
+LABEL_ROLE = "kanaria.io/role"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+COMMAND_ANNOTATION = "kanaria.io/command"
+"""Manual command on the ModelDeployment: ``"<verb> <nonce>"`` (docs/contracts.md)."""
+
+SERVER_PORT = 8080
+ROUTER_PORT = 8080
+MAX_NAME = 63
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Identity of the ModelDeployment the objects belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Images:
+    """Container images the operator deploys (settings: KANARIA_SERVER_IMAGE, ...)."""
+
+    server: str
+    router: str
+    pull_policy: str = "IfNotPresent"
+
+
+def child_name(owner: str, suffix: str) -> str:
+    """``<owner>-<suffix>`` as a DNS-1035 label, shortened with a hash if too long.
+
+    Versions may hold ``_``, ``.`` and capitals, which object names may not, so
+    they are lowered and mapped to ``-``; a hash of the original keeps two
+    versions that differ only there apart.
+    """
+    clean = re.sub(r"[^a-z0-9-]", "-", suffix.lower()).strip("-")
+    name = f"{owner}-{clean}" if clean else owner
+    if clean != suffix or len(name) > MAX_NAME:
+        digest = hashlib.sha256(suffix.encode()).hexdigest()[:6]
+        name = f"{name[: MAX_NAME - 7].rstrip('-')}-{digest}"
+    return name
+
+
+def version_name(owner: str, version: str) -> str:
+    """Name of a version's Deployment and Service."""
+    return child_name(owner, version)
+
+
+def router_name(owner: str) -> str:
+    return f"{owner}-router"[:MAX_NAME]
+
+
+def routes_name(owner: str) -> str:
+    return f"{owner}-routes"[:MAX_NAME]
+
+
+def base_labels(owner: Owner, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": f"kanaria-{component}",
+        "app.kubernetes.io/instance": owner.name,
+        LABEL_COMPONENT: component,
+        "app.kubernetes.io/part-of": "kanaria",
+        "app.kubernetes.io/managed-by": MANAGER,
+        LABEL_MD: owner.name,
+    }
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "fsGroup": 65532,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _env(values: dict[str, str | None]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v} for k, v in values.items() if v is not None]
+
+
+def version_deployment(
+    owner: Owner, spec: ModelDeploymentSpec, live: LiveVersion, images: Images
+) -> dict[str, Any]:
+    """Deployment running ``kanaria serve-model`` for one version, at ``live.replicas``."""
+    name = version_name(owner.name, live.version)
+    selector = {
+        LABEL_MD: owner.name,
+        LABEL_COMPONENT: "model-server",
+        LABEL_VERSION: live.version,
+    }
+    pod_labels = {**base_labels(owner, "model-server"), **selector}
+    # The role changes at promotion; it is on the Deployment, never on the pod
+    # template, so promoting does not restart the pods.
+    labels = {**pod_labels, LABEL_ROLE: live.role.value}
+    batching = spec.server.batching
+    env = _env(
+        {
+            "KANARIA_MODEL": live.uri,
+            "KANARIA_NAME": owner.name,
+            "KANARIA_VERSION": live.version,
+            "KANARIA_SHA256": live.sha256,
+            "KANARIA_REFERENCE": live.referenceProfile,
+            "KANARIA_HOST": "0.0.0.0",
+            "KANARIA_PORT": str(SERVER_PORT),
+            "KANARIA_MAX_BATCH_SIZE": str(batching.maxBatchSize),
+            "KANARIA_MAX_BATCH_DELAY_MS": f"{parse_duration(batching.maxBatchDelay) * 1000:g}",
+            "XDG_CACHE_HOME": "/var/cache/kanaria",
+        }
+    )
+    container: dict[str, Any] = {
+        "name": "model-server",
+        "image": spec.server.image or images.server,
+        "imagePullPolicy": images.pull_policy,
+        "args": ["serve-model", *spec.server.args],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 150,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": f"/v2/models/{owner.name}/ready", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "model-cache", "mountPath": "/var/cache/kanaria"},
+        ],
+    }
+    if spec.resources is not None:
+        container["resources"] = spec.resources.model_dump(exclude_none=True)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(owner, name, labels),
+        "spec": {
+            "replicas": live.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(SERVER_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": POD_SECURITY,
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {}},
+                        {"name": "model-cache", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def version_service(owner: Owner, version: str) -> dict[str, Any]:
+    """ClusterIP Service in front of one version's model servers (the router's backend)."""
+    selector = {LABEL_MD: owner.name, LABEL_COMPONENT: "model-server", LABEL_VERSION: version}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(
+            owner,
+            version_name(owner.name, version),
+            {**base_labels(owner, "model-server"), LABEL_VERSION: version},
+        ),
+        "spec": {
+            "selector": selector,
+            "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def version_url(owner: Owner, version: str) -> str:
+    """In-cluster URL of a version's Service, as the router reaches it."""
+    return (
+        f"http://{version_name(owner.name, version)}.{owner.namespace}.svc.cluster.local:"
+        f"{SERVER_PORT}"
+    )
+
+
+def routes_configmap(owner: Owner, routes: RoutesConfig) -> dict[str, Any]:
+    """The routes document in the ConfigMap the router watches."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(owner, routes_name(owner.name), base_labels(owner, "router")),
+        "data": {CONFIGMAP_KEY: routes.to_yaml()},
+    }
+
+
+def router_service_account(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(owner, router_name(owner.name), base_labels(owner, "router")),
+    }
+
+
+def router_role(owner: Owner) -> dict[str, Any]:
+    """Lets the router read and watch its one ConfigMap, nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(owner, router_name(owner.name), base_labels(owner, "router")),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [routes_name(owner.name)],
+                "verbs": ["get", "list", "watch"],
+            }
+        ],
+    }
+
+
+def router_role_binding(owner: Owner) -> dict[str, Any]:
+    name = router_name(owner.name)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(owner, name, base_labels(owner, "router")),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
+    }
+
+
+def router_deployment(
+    owner: Owner, spec: ModelDeploymentSpec, images: Images, replicas: int = 1
+) -> dict[str, Any]:
+    """Deployment running ``kanaria route --configmap NS/<md>-routes``."""
+    name = router_name(owner.name)
+    selector = {LABEL_MD: owner.name, LABEL_COMPONENT: "router"}
+    labels = {**base_labels(owner, "router"), **selector}
+    env: list[dict[str, Any]] = _env(
+        {
+            "KANARIA_CONFIGMAP": f"{owner.namespace}/{routes_name(owner.name)}",
+            "KANARIA_HOST": "0.0.0.0",
+            "KANARIA_PORT": str(ROUTER_PORT),
+        }
+    )
+    auth = spec.router.auth
+    if auth is not None and auth.secretName:
+        env.append(
+            {
+                "name": "KANARIA_BEARER_TOKENS",
+                "valueFrom": {"secretKeyRef": {"name": auth.secretName, "key": "tokens"}},
+            }
+        )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(owner, name, labels),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(ROUTER_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "serviceAccountName": name,
+                    "enableServiceLinks": False,
+                    "securityContext": POD_SECURITY,
+                    "containers": [
+                        {
+                            "name": "router",
+                            "image": images.router,
+                            "imagePullPolicy": images.pull_policy,
+                            "args": ["route"],
+                            "env": env,
+                            "ports": [
+                                {"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}
+                            ],
+                            "livenessProbe": {
+                                "httpGet": {"path": "/v2/health/live", "port": "http"},
+                                "periodSeconds": 10,
+                            },
+                            "readinessProbe": {
+                                "httpGet": {"path": "/v2/health/ready", "port": "http"},
+                                "periodSeconds": 5,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "128Mi"},
+                                "limits": {"memory": "512Mi"},
+                            },
+                            "securityContext": CONTAINER_SECURITY,
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                        }
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def client_service(owner: Owner) -> dict[str, Any]:
+    """The Service clients call: named after the ModelDeployment, in front of the router."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, owner.name, base_labels(owner, "router")),
+        "spec": {
+            "selector": {LABEL_MD: owner.name, LABEL_COMPONENT: "router"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def retraining_job(owner: Owner, template: dict[str, Any], stamp: str) -> dict[str, Any]:
+    """A Job from ``spec.retraining.jobTemplate`` (a JobTemplateSpec), named by ``stamp``."""
+    meta = dict(template.get("metadata") or {})
+    labels = {
+        **(meta.get("labels") or {}),
+        **base_labels(owner, "retraining"),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            **_meta(owner, child_name(owner.name, f"retrain-{stamp}"), labels),
+            "annotations": meta.get("annotations") or {},
+        },
+        "spec": template.get("spec") or {},
+    }
+
+
+def desired_objects(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    versions: list[LiveVersion],
+    routes: RoutesConfig,
+    images: Images,
+) -> list[dict[str, Any]]:
+    """Every object that should exist for this ModelDeployment right now."""
+    objects: list[dict[str, Any]] = [
+        router_service_account(owner),
+        router_role(owner),
+        router_role_binding(owner),
+        routes_configmap(owner, routes),
+        router_deployment(owner, spec, images),
+        client_service(owner),
+    ]
+    for live in versions:
+        objects.append(version_deployment(owner, spec, live, images))
+        objects.append(version_service(owner, live.version))
+    return objects
