@@ -1,0 +1,107 @@
+"""The router's Prometheus series, with label children cached for the hot path.
+
+Names and labels come from ``kanaria.metric_names``: gates, alerts and
+dashboards read them. Each app gets its own registry, so several routers can
+live in one process (tests) without clashing.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from kanaria import metric_names as mn
+from kanaria_router.table import RouteTable, weights
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+"""Seconds; fine at the low end, where a router's added latency lives."""
+
+UNROUTED = "none"
+"""``version`` label of requests refused before a version was chosen."""
+
+
+class RouterMetrics:
+    """Counters, histogram and gauges of one router."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            mn.ROUTER_REQUESTS,
+            "Client requests answered, by model, version and HTTP status code.",
+            ["model", "version", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            mn.ROUTER_LATENCY,
+            "Client-observed latency through the router, seconds.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.weight = Gauge(
+            mn.ROUTER_WEIGHT,
+            "Weight (0-100) currently configured for a version.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.mirror = Counter(
+            mn.ROUTER_MIRROR,
+            "Mirrored copies by outcome: sent (answered), dropped (queue full), failed.",
+            ["model", "version", "outcome"],
+            registry=self.registry,
+        )
+        self.comparisons = Counter(
+            mn.SHADOW_COMPARISONS,
+            "Shadow answers compared with the primary's; version is the shadow.",
+            ["model", "version", "baseline", "result"],
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            mn.ROUTER_CONFIG_RELOADS,
+            "Route reloads by result (applied or rejected).",
+            ["result"],
+            registry=self.registry,
+        )
+        self._req: dict[tuple[str, str, int], Counter] = {}
+        self._lat: dict[tuple[str, str], Histogram] = {}
+        self._weights: set[tuple[str, str]] = set()
+
+    def observe(self, model: str, version: str, code: int, seconds: float) -> None:
+        """Count one answered request and its latency (children cached: hot path)."""
+        key = (model, version, code)
+        counter = self._req.get(key)
+        if counter is None:
+            counter = self._req[key] = self.requests.labels(model, version, str(code))
+        counter.inc()
+        hkey = (model, version)
+        hist = self._lat.get(hkey)
+        if hist is None:
+            hist = self._lat[hkey] = self.latency.labels(model, version)
+        hist.observe(seconds)
+
+    def set_weights(self, table: RouteTable) -> None:
+        """Publish the table's weights; versions no longer routed lose their series."""
+        current = {(m, v): w for m, v, w in weights(table)}
+        for gone in self._weights - current.keys():
+            self.weight.remove(*gone)
+        for (model, version), w in current.items():
+            self.weight.labels(model, version).set(w)
+        self._weights = set(current)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

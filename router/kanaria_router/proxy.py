@@ -1,0 +1,477 @@
+"""The request path: pick a version, forward, answer, mirror, count.
+
+Everything a request needs is read from one reference to the current
+:class:`RouteTable`, taken when it starts, so a reload swaps routes atomically
+and in-flight requests finish on the routes they began with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import random
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from kanaria import __version__
+from kanaria.routes import RoutesConfig
+from kanaria_router import errors
+from kanaria_router.feedback import ServedBy, group_by_version, parse_feedback
+from kanaria_router.headers import REQUEST_DROP, RESPONSE_DROP, cookie_value, forwardable
+from kanaria_router.metrics import UNROUTED, RouterMetrics
+from kanaria_router.mirror import SHADOW_HEADER, Mirrorer, MirrorJob
+from kanaria_router.ratelimit import RateLimiter, retry_after
+from kanaria_router.settings import RouterSettings
+from kanaria_router.table import ModelTable, RouteTable, Version, bucket_of
+
+log = logging.getLogger("kanaria.router")
+
+REQUEST_ID = "x-request-id"
+VERSION_HEADER = "x-kanaria-version"
+"""Response header naming the version that answered."""
+
+_RETRYABLE = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ConnectionTimeoutError,
+)
+"""Failures where the backend did not process the request: safe to send elsewhere
+(predictions are idempotent)."""
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A V2 error body ``{"error": ...}`` with ``status``."""
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": message}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+class Upstream:
+    """A backend answer, read in full."""
+
+    __slots__ = ("body", "headers", "status", "version")
+
+    def __init__(
+        self, version: Version, status: int, headers: CIMultiDictProxy[str], body: bytes
+    ) -> None:
+        self.version = version
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class Router:
+    """State of one router: current routes, client pool, mirror, limits, metrics."""
+
+    def __init__(self, settings: RouterSettings, metrics: RouterMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.table = RouteTable.empty()
+        self.loaded = False
+        self.draining = False
+        self.last_text: str | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.served = ServedBy(settings.feedback_ids)
+        self.tokens = [t.get_secret_value().encode() for t in settings.bearer_tokens]
+        self.limiter = (
+            RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
+            if settings.rate_limit_rps > 0
+            else None
+        )
+        self.timeout = aiohttp.ClientTimeout(
+            total=settings.backend_timeout_s, sock_connect=settings.connect_timeout_s
+        )
+        self.mirror = Mirrorer(
+            metrics,
+            settings.mirror_queue_size,
+            settings.mirror_concurrency,
+            settings.mirror_timeout_s,
+            settings.disagreement_logs_per_minute,
+        )
+
+    # --- routes -----------------------------------------------------------
+
+    def apply(self, config: RoutesConfig, source: str) -> None:
+        """Swap in new routes (one reference assignment: atomic for every request)."""
+        table = RouteTable.build(config)
+        self.table = table
+        self.loaded = True
+        self.metrics.set_weights(table)
+        self.metrics.reloads.labels("applied").inc()
+        summary = "; ".join(
+            f"{m.name}: "
+            + ", ".join(
+                f"{v.name}={v.weight:g}%{'' if v.ready else ' (unready)'}"
+                for v in m.versions.values()
+            )
+            + (f", mirror {m.mirror_version} {m.mirror_percent:g}%" if m.mirror_version else "")
+            for m in table.models.values()
+        )
+        log.info(
+            "routes applied from %s (revision %r): %s",
+            source,
+            config.revision,
+            summary or "no models",
+        )
+
+    def apply_text(self, text: str, source: str) -> bool:
+        """Parse and apply a routes document; on any problem keep the old routes and log why."""
+        if text == self.last_text:
+            return True
+        self.last_text = text
+        try:
+            config = RoutesConfig.from_yaml(text)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            self.metrics.reloads.labels("rejected").inc()
+            detail = " ".join(str(exc).split())
+            log.error(
+                "routes from %s rejected, keeping the previous routes (revision %r): %s",
+                source,
+                self.table.revision,
+                detail,
+            )
+            return False
+        self.apply(config, source)
+        return True
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        limit = self.settings.backend_connections
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=limit, ttl_dns_cache=10, keepalive_timeout=30
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self.timeout,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+        await self.mirror.start(self.session)
+
+    async def stop(self) -> None:
+        await self.mirror.stop()
+        if self.session is not None:
+            await self.session.close()
+
+    # --- non-model endpoints ----------------------------------------------
+
+    async def live(self, request: web.Request) -> web.Response:
+        return web.json_response({"live": True})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self.loaded and not self.draining:
+            return web.json_response({"ready": True})
+        reason = "shutting down" if self.draining else "no routes loaded yet"
+        return web.json_response({"ready": False, "reason": reason}, status=503)
+
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"name": "kanaria-router", "version": __version__, "extensions": []}
+        )
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.metrics.exposition(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return error_response(
+            404,
+            f"no route for {request.method} {request.path}: the router answers /v2, "
+            "/v2/health/live, /v2/health/ready, /v2/models/{name}/... and /metrics",
+        )
+
+    # --- model endpoints ----------------------------------------------------
+
+    def _guard(self, request: web.Request) -> None:
+        """Authentication and rate limiting; raises the matching RouterError."""
+        client = request.remote or "unknown"
+        if self.tokens:
+            auth = request.headers.get("Authorization", "")
+            scheme, _, token = auth.partition(" ")
+            presented = token.strip().encode()
+            if scheme.lower() != "bearer" or not any(
+                hmac.compare_digest(presented, t) for t in self.tokens
+            ):
+                raise errors.UnauthorizedError(
+                    "a valid bearer token is required (Authorization: Bearer <token>)",
+                    {"WWW-Authenticate": 'Bearer realm="kanaria"'},
+                )
+            client = "token:" + token.strip()
+        if self.limiter is not None:
+            wait = self.limiter.take(client, time.monotonic())
+            if wait > 0:
+                after = retry_after(wait)
+                raise errors.TooManyRequestsError(
+                    f"rate limit of {self.settings.rate_limit_rps:g} requests/s exceeded; "
+                    f"retry after {after}s",
+                    {"Retry-After": after},
+                )
+
+    async def handle_model(self, request: web.Request) -> web.StreamResponse:
+        """``/v2/models/{name}[/versions/{v}][/...]``: route to a version of the model."""
+        started = time.perf_counter()
+        table = self.table  # the one reference this request uses: atomic swaps
+        tail = request.match_info["tail"]
+        name, _, rest = tail.partition("/")
+        model = table.models.get(name)
+        is_infer = rest.endswith("infer") and request.method == "POST"
+        version_name = UNROUTED
+        try:
+            self._guard(request)
+            if model is None:
+                known = ", ".join(sorted(table.models)) or "none"
+                raise errors.NotFoundError(
+                    f"model {name!r} is not routed here (known models: {known})"
+                )
+            request_id = request.headers.get(REQUEST_ID) or os.urandom(16).hex()
+            if rest == "feedback" and request.method == "POST":
+                return await self._feedback(request, model, request_id)
+            pinned = self._pinned(request, model, rest)
+            body = await self._body(request)
+            point = self._point(request, model)
+            version = pinned or model.choose(point)
+            if version is None:
+                raise errors.UnavailableError(f"model {name!r} has no ready version with weight")
+            version_name = version.name
+            headers = self._forward_headers(request, request_id)
+            up = await self._forward(
+                model, version, request.method, request.raw_path, headers, body, point, pinned
+            )
+            version_name = up.version.name
+            if is_infer:
+                if up.status < 300:
+                    self.served.record(name, request_id, version_name)
+                if model.mirror_version and model.mirror_version != version_name:
+                    self._maybe_mirror(model, up, request.raw_path, headers, body, request_id)
+            out = CIMultiDict(forwardable(up.headers.items(), RESPONSE_DROP, None))
+            out[REQUEST_ID] = request_id
+            out[VERSION_HEADER] = version_name
+            response = web.Response(status=up.status, body=up.body, headers=out)
+            status = up.status
+        except errors.RouterError as exc:
+            response = error_response(exc.status, exc.message, exc.headers)
+            status = exc.status
+        if is_infer and model is not None:
+            self.metrics.observe(name, version_name, status, time.perf_counter() - started)
+        return response
+
+    def _pinned(self, request: web.Request, model: ModelTable, rest: str) -> Version | None:
+        """A version fixed by the path (``/versions/{v}``) or the override header."""
+        if rest.startswith("versions/"):
+            wanted = rest.split("/", 2)[1]
+            version = model.versions.get(wanted)
+            if version is None:
+                raise errors.NotFoundError(
+                    f"model {model.name!r} has no version {wanted!r} "
+                    f"(versions: {', '.join(model.versions)})"
+                )
+        else:
+            wanted = request.headers.get(model.override_header, "")
+            if not wanted:
+                return None
+            version = model.versions.get(wanted)
+            if version is None:
+                raise errors.BadRequestError(
+                    f"{model.override_header}: model {model.name!r} has no version {wanted!r} "
+                    f"(versions: {', '.join(model.versions)})"
+                )
+        if not version.ready:
+            raise errors.UnavailableError(
+                f"version {wanted!r} of model {model.name!r} is not ready"
+            )
+        return version
+
+    def _point(self, request: web.Request, model: ModelTable) -> float:
+        """Where the request lands on [0, 100): its sticky key's bucket, else at random."""
+        key = None
+        if model.sticky_header:
+            key = request.headers.get(model.sticky_header)
+        if not key and model.sticky_cookie:
+            key = cookie_value(request.headers, model.sticky_cookie)
+        if key:
+            return bucket_of(model.name, key)
+        return random.random() * 100.0
+
+    async def _body(self, request: web.Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        length = request.content_length
+        if length is not None and length > limit:
+            raise errors.PayloadTooLargeError(
+                f"request body of {length} bytes exceeds the limit of {limit} bytes"
+            )
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise errors.PayloadTooLargeError(
+                f"request body exceeds the limit of {limit} bytes"
+            ) from exc
+
+    def _forward_headers(self, request: web.Request, request_id: str) -> CIMultiDict[str]:
+        headers = CIMultiDict(
+            forwardable(request.headers.items(), REQUEST_DROP, request.headers.get("Connection"))
+        )
+        if self.tokens:
+            headers.popall("Authorization", None)
+        headers[REQUEST_ID] = request_id
+        peer = request.remote
+        if peer:
+            prior = headers.get("X-Forwarded-For")
+            headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+        return headers
+
+    async def _send(
+        self, version: Version, method: str, path: str, headers: CIMultiDict[str], body: bytes
+    ) -> Upstream:
+        assert self.session is not None
+        async with self.session.request(
+            method, version.base_url + path, headers=headers, data=body or None
+        ) as resp:
+            data = await resp.read()
+            return Upstream(version, resp.status, resp.headers, data)
+
+    async def _forward(
+        self,
+        model: ModelTable,
+        version: Version,
+        method: str,
+        path: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        point: float,
+        pinned: Version | None,
+    ) -> Upstream:
+        """Send to ``version``; if it refuses the connection, once more elsewhere.
+
+        The retry goes to another ready weighted version (a pinned request stays
+        on its version), so one dead replica set does not fail requests while the
+        operator notices.
+        """
+        try:
+            return await self._send(version, method, path, headers, body)
+        except _RETRYABLE as exc:
+            first_error = exc
+        except TimeoutError as exc:
+            raise self._timeout(model, version) from exc
+        except aiohttp.ClientError as exc:
+            raise errors.BadGatewayError(
+                f"version {version.name!r} of model {model.name!r} sent a broken answer: {exc}"
+            ) from exc
+        retry = (None if pinned else model.fallback(version.name, point)) or version
+        log.warning(
+            "version %s of model %s unreachable (%s); retrying on %s",
+            version.name,
+            model.name,
+            first_error,
+            retry.name,
+        )
+        try:
+            return await self._send(retry, method, path, headers, body)
+        except _RETRYABLE as exc:
+            tried = sorted({version.name, retry.name})
+            raise errors.UnavailableError(
+                f"model {model.name!r}: version(s) {', '.join(tried)} unreachable: {exc}"
+            ) from exc
+        except TimeoutError as exc:
+            raise self._timeout(model, retry) from exc
+        except aiohttp.ClientError as exc:
+            raise errors.BadGatewayError(
+                f"version {retry.name!r} of model {model.name!r} sent a broken answer: {exc}"
+            ) from exc
+
+    def _timeout(self, model: ModelTable, version: Version) -> errors.GatewayTimeoutError:
+        return errors.GatewayTimeoutError(
+            f"version {version.name!r} of model {model.name!r} did not answer within "
+            f"{self.settings.backend_timeout_s:g}s"
+        )
+
+    def _maybe_mirror(
+        self,
+        model: ModelTable,
+        up: Upstream,
+        path: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        request_id: str,
+    ) -> None:
+        if model.mirror_percent < 100 and random.random() * 100 >= model.mirror_percent:
+            return
+        assert model.mirror_version is not None
+        shadow = model.versions[model.mirror_version]
+        copy = headers.copy()
+        copy[SHADOW_HEADER] = "true"
+        self.mirror.offer(
+            MirrorJob(
+                model=model.name,
+                shadow=shadow.name,
+                url=shadow.base_url + path,
+                baseline=up.version.name,
+                headers=copy,
+                body=body,
+                request_id=request_id,
+                primary_status=up.status,
+                primary_body=up.body,
+                comparison=model.comparison,
+            )
+        )
+
+    async def _feedback(
+        self, request: web.Request, model: ModelTable, request_id: str
+    ) -> web.Response:
+        """Forward each label to the version that served its request id."""
+        raw = await self._body(request)
+        try:
+            items = parse_feedback(orjson.loads(raw))
+        except orjson.JSONDecodeError as exc:
+            raise errors.BadRequestError(f"feedback body is not valid JSON: {exc}") from exc
+        except ValueError as exc:
+            raise errors.BadRequestError(str(exc)) from exc
+        groups, unknown = group_by_version(model.name, items, self.served)
+        if not groups:
+            raise errors.NotFoundError(
+                f"no prediction with id(s) {', '.join(unknown[:10])} is remembered for model "
+                f"{model.name!r} (ids are the x-request-id of infer answers; the router keeps "
+                f"the last {self.settings.feedback_ids})"
+            )
+        headers = self._forward_headers(request, request_id)
+        headers["Content-Type"] = "application/json"
+        path = f"/v2/models/{model.name}/feedback"
+
+        async def one(version_name: str, group: list[dict[str, Any]]) -> tuple[str, int, str]:
+            version = model.versions.get(version_name)
+            if version is None:
+                return version_name, 410, f"version {version_name!r} is no longer routed"
+            try:
+                up = await self._send(version, "POST", path, headers, orjson.dumps(group))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return version_name, 502, f"unreachable: {exc or type(exc).__name__}"
+            return version_name, up.status, up.body.decode(errors="replace")[:500]
+
+        results = await asyncio.gather(*(one(v, g) for v, g in groups.items()))
+        status = max((s for _, s, _ in results if s >= 300), default=200)
+        body = {
+            "forwarded": {v: len(g) for v, g in groups.items()},
+            "unknown": unknown,
+            "errors": {v: {"status": s, "body": b} for v, s, b in results if s >= 300},
+        }
+        return web.Response(
+            status=status,
+            body=orjson.dumps(body),
+            content_type="application/json",
+            headers={REQUEST_ID: request_id},
+        )

@@ -1,0 +1,65 @@
+"""Router settings: environment variables prefixed ``KANARIA_`` (CLI flags override).
+
+Every field states its unit; ``0`` turns a limit off where that makes sense.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class RouterSettings(BaseSettings):
+    """Everything the router needs besides its routes document."""
+
+    model_config = SettingsConfigDict(env_prefix="KANARIA_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    """Address to listen on."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """TCP port to listen on."""
+    config: Path | None = None
+    """Routes document file (YAML or JSON); reloaded when it changes. Env: KANARIA_CONFIG."""
+    configmap: str | None = None
+    """``NAMESPACE/NAME`` of a ConfigMap whose ``routes.yaml`` key holds the routes."""
+    kubeconfig: Path | None = None
+    """Kubeconfig for ConfigMap mode outside a cluster (default: in-cluster, then ~/.kube)."""
+    reload_interval_s: float = Field(default=0.2, gt=0)
+    """Seconds between checks of the routes file for changes (a stat call: cheap)."""
+    backend_timeout_s: float = Field(default=30.0, gt=0)
+    """Seconds a backend has to answer a request before the client gets 504."""
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    """Seconds to open a connection to a backend before trying another version."""
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Largest request body accepted, in bytes; larger requests get 413."""
+    bearer_tokens: Annotated[list[SecretStr], NoDecode] = []
+    """Accepted bearer tokens, comma-separated; empty turns authentication off.
+    Health and /metrics stay open (probes and Prometheus)."""
+    rate_limit_rps: float = Field(default=0.0, ge=0)
+    """Requests per second allowed per client (token, else address); 0 turns limiting off."""
+    rate_limit_burst: float = Field(default=20.0, ge=1)
+    """Requests a client may send at once before the per-second rate applies."""
+    mirror_queue_size: int = Field(default=1000, ge=1)
+    """Mirror copies waiting to be sent, at most; copies beyond are dropped and counted."""
+    mirror_concurrency: int = Field(default=16, ge=1)
+    """Mirror copies in flight to shadows at once."""
+    mirror_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds a shadow has to answer a copy before the copy counts as failed."""
+    feedback_ids: int = Field(default=200_000, ge=1)
+    """Request ids remembered (with the version that served them) for feedback, LRU."""
+    disagreement_logs_per_minute: int = Field(default=60, ge=0)
+    """Most shadow disagreements written to the log per minute (after sampling)."""
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    """Seconds in-flight requests get to finish on shutdown (SIGTERM/SIGINT)."""
+    backend_connections: int = Field(default=0, ge=0)
+    """Pooled connections per backend at most; 0 means no limit."""
+
+    @field_validator("bearer_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
