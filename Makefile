@@ -57,6 +57,8 @@ bench: setup system-deps
 
 crd: setup
 	$(VENV)/bin/kanaria crd > manifests/crds/modeldeployments.kanaria.io.yaml
+	mkdir -p helm/kanaria/files/crds
+	cp manifests/crds/modeldeployments.kanaria.io.yaml helm/kanaria/files/crds/
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -74,6 +74,7 @@ def generated_files() -> dict[Path, str]:
         MANIFESTS / "grafana-dashboard-configmap.yaml": to_yaml(dashboard_configmap(board)),
         CHART_FILES / DASHBOARD_FILE: board,
         CHART_FILES / RULES_FILE: rules,
+        CHART_FILES / "monitors.yaml": to_yaml({"monitors": monitors.monitor_objects(NAMESPACE)}),
     }
 
 
