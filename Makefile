@@ -60,5 +60,14 @@ crd: setup
 	mkdir -p helm/kanaria/files/crds
 	cp manifests/crds/modeldeployments.kanaria.io.yaml helm/kanaria/files/crds/
 
+# A kind cluster with the three images, the chart and a sample (needs Docker and kind);
+# `make kind-up MONITORING=1` adds kube-prometheus-stack and the monitoring pack.
+MONITORING ?= 0
+kind-up:
+	MONITORING="$(MONITORING)" bash scripts/kind-up.sh
+
+kind-down:
+	bash scripts/kind-down.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Kanaria on a local kind cluster, for users with Docker:
+#   1. create the cluster from kind-config.yaml (kept if it already exists),
+#   2. build the three images (operator, router, model server) and `kind load` them,
+#   3. with MONITORING=1, install kube-prometheus-stack (Prometheus Operator,
+#      Prometheus, Grafana with its dashboard sidecar) into namespace monitoring,
+#   4. `helm upgrade --install` the chart from helm/kanaria with those images
+#      (and its monitoring objects when MONITORING=1),
+#   5. apply a sample ModelDeployment (SAMPLE, default manifests/samples/canary.yaml)
+#      into namespace SAMPLE_NAMESPACE (default ml).
+# Environment: KIND_CLUSTER (kanaria), IMAGE_TAG (dev), MONITORING (0|1),
+# SAMPLE, SAMPLE_NAMESPACE, CONTAINER_ENGINE (docker).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLUSTER="${KIND_CLUSTER:-kanaria}"
+TAG="${IMAGE_TAG:-dev}"
+MONITORING="${MONITORING:-0}"
+SAMPLE="${SAMPLE:-manifests/samples/canary.yaml}"
+SAMPLE_NAMESPACE="${SAMPLE_NAMESPACE:-ml}"
+ENGINE="${CONTAINER_ENGINE:-docker}"
+KPS_RELEASE=kube-prometheus-stack
+
+log() { printf '[kind-up] %s\n' "$*" >&2; }
+die() { printf '[kind-up] error: %s\n' "$*" >&2; exit 1; }
+
+[[ "$MONITORING" == 0 || "$MONITORING" == 1 ]] || die "MONITORING must be 0 or 1, not '$MONITORING'"
+[[ -f "$SAMPLE" ]] || die "sample $SAMPLE not found (set SAMPLE=path/to/modeldeployment.yaml)"
+for tool in "$ENGINE" kind kubectl helm; do
+  command -v "$tool" >/dev/null || die "$tool not found on PATH: install it first (see README, 'Install with Helm')"
+done
+"$ENGINE" info >/dev/null 2>&1 || die "$ENGINE is installed but its daemon does not answer: start it"
+
+# --- 1. cluster
+if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  log "cluster $CLUSTER exists: reusing it"
+else
+  log "creating cluster $CLUSTER"
+  kind create cluster --name "$CLUSTER" --config kind-config.yaml --wait 120s
+fi
+kubectl config use-context "kind-$CLUSTER" >/dev/null
+
+# --- 2. images
+declare -A dockerfiles=(
+  [kanaria-operator]=operator/Dockerfile
+  [kanaria-router]=router/Dockerfile
+  [kanaria-server]=model_server/Dockerfile
+)
+for image in "${!dockerfiles[@]}"; do
+  [[ -f "${dockerfiles[$image]}" ]] || die "${dockerfiles[$image]} is missing"
+  log "building $image:$TAG"
+  "$ENGINE" build -f "${dockerfiles[$image]}" -t "$image:$TAG" .
+  log "loading $image:$TAG into $CLUSTER"
+  kind load docker-image "$image:$TAG" --name "$CLUSTER"
+done
+
+# --- 3. monitoring (optional)
+chart_args=()
+if [[ "$MONITORING" == 1 ]]; then
+  log "installing kube-prometheus-stack into namespace monitoring"
+  helm repo add prometheus-community https://prometheus-community.github.io/helm-charts >/dev/null
+  helm repo update prometheus-community >/dev/null
+  # Select every ServiceMonitor, PodMonitor and PrometheusRule, and let the
+  # Grafana sidecar load dashboards from every namespace.
+  helm upgrade --install "$KPS_RELEASE" prometheus-community/kube-prometheus-stack \
+    --namespace monitoring --create-namespace --wait --timeout 10m \
+    --set prometheus.prometheusSpec.serviceMonitorSelectorNilUsesHelmValues=false \
+    --set prometheus.prometheusSpec.podMonitorSelectorNilUsesHelmValues=false \
+    --set prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues=false \
+    --set grafana.sidecar.dashboards.searchNamespace=ALL
+  chart_args+=(
+    --set serviceMonitor.enabled=true
+    --set prometheusRule.enabled=true
+    --set grafanaDashboard.enabled=true
+  )
+fi
+
+# --- 4. Kanaria
+log "installing the Kanaria chart into namespace kanaria-system"
+helm upgrade --install kanaria helm/kanaria \
+  --namespace kanaria-system --create-namespace --wait --timeout 5m \
+  --set operator.image.repository=kanaria-operator --set operator.image.tag="$TAG" \
+  --set router.image.repository=kanaria-router --set router.image.tag="$TAG" \
+  --set modelServer.image.repository=kanaria-server --set modelServer.image.tag="$TAG" \
+  --set operator.prometheusUrl=http://prometheus-operated.monitoring.svc:9090 \
+  "${chart_args[@]}"
+
+# --- 5. a sample
+kubectl create namespace "$SAMPLE_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -n "$SAMPLE_NAMESPACE" -f "$SAMPLE"
+log "done. Next:"
+log "  kubectl get mdep -n $SAMPLE_NAMESPACE -w"
+if [[ "$MONITORING" == 1 ]]; then
+  log "  kubectl -n monitoring port-forward svc/$KPS_RELEASE-grafana 3000:80   # Grafana (admin / prom-operator)"
+fi
+log "  make kind-down   # delete the cluster"
