@@ -1,0 +1,230 @@
+"""Behaviour under failure and change: dead and slow backends, auth, rate limits,
+reloads (valid, invalid, under load) and graceful shutdown. Real processes only."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from tests.kanaria_router.conftest import (
+    Backend,
+    BackendFactory,
+    RouterFactory,
+    dead_backend,
+    infer_body,
+    routes,
+)
+from tests.support import procs
+
+
+def infer(client: httpx.Client, **headers: str) -> httpx.Response:
+    return client.post("/v2/models/fraud/infer", json=infer_body(), headers=headers)
+
+
+def test_refused_connection_is_retried_on_another_weighted_version(
+    router: RouterFactory, shared_backends: dict[str, Backend]
+) -> None:
+    dead = dead_backend("v2")
+    r = router(
+        routes({"fraud": {"versions": {"v1": (shared_backends["v1"], 50), "v2": (dead, 50)}}})
+    )
+    with httpx.Client(base_url=r.url, timeout=10) as c:
+        answers = [infer(c) for _ in range(40)]
+    assert {a.status_code for a in answers} == {200}
+    assert {a.headers["x-kanaria-version"] for a in answers} == {"v1"}
+    assert "retrying on v1" in r.proc.output()
+
+
+def test_all_backends_refusing_gives_503_with_a_v2_error(router: RouterFactory) -> None:
+    r = router(
+        routes(
+            {
+                "fraud": {
+                    "versions": {"v1": (dead_backend("v1"), 60), "v2": (dead_backend("v2"), 40)}
+                }
+            }
+        )
+    )
+    with httpx.Client(base_url=r.url, timeout=10) as c:
+        answer = infer(c)
+    assert answer.status_code == 503
+    assert "unreachable" in answer.json()["error"]
+    assert r.metric("kanaria_router_requests_total", model="fraud", code="503") == 1
+
+
+def test_backend_timeout_gives_504(router: RouterFactory, backend: BackendFactory) -> None:
+    slow = backend("v1", "--hold")  # never answers until released
+    r = router(
+        routes({"fraud": {"versions": {"v1": (slow, 100)}}}), KANARIA_BACKEND_TIMEOUT_S="0.5"
+    )
+    with httpx.Client(base_url=r.url, timeout=30) as c:
+        answer = infer(c)
+    assert answer.status_code == 504
+    assert "did not answer within 0.5s" in answer.json()["error"]
+
+
+def test_backend_errors_pass_through_unchanged(
+    router: RouterFactory, backend: BackendFactory
+) -> None:
+    failing = backend("v1", "--status", "422")
+    r = router(routes({"fraud": {"versions": {"v1": (failing, 100)}}}))
+    with httpx.Client(base_url=r.url, timeout=10) as c:
+        answer = infer(c)
+    assert answer.status_code == 422
+    assert answer.json() == {"error": "stub v1 fails"}
+    assert r.metric("kanaria_router_requests_total", model="fraud", code="422") == 1
+
+
+def test_bearer_tokens_and_rate_limit(
+    router: RouterFactory, shared_backends: dict[str, Backend]
+) -> None:
+    r = router(
+        routes({"fraud": {"versions": {"v1": (shared_backends["v1"], 100)}}}),
+        KANARIA_BEARER_TOKENS="alpha, beta",
+        KANARIA_RATE_LIMIT_RPS="0.01",
+        KANARIA_RATE_LIMIT_BURST="3",
+    )
+    with httpx.Client(base_url=r.url, timeout=10) as c:
+        missing = infer(c)
+        assert missing.status_code == 401
+        assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+        assert infer(c, Authorization="Bearer wrong").status_code == 401
+        alpha = [infer(c, Authorization="Bearer alpha") for _ in range(4)]
+        assert [a.status_code for a in alpha] == [200, 200, 200, 429]
+        assert int(alpha[-1].headers["Retry-After"]) >= 1
+        assert "rate limit" in alpha[-1].json()["error"]
+        assert infer(c, Authorization="Bearer beta").status_code == 200  # its own bucket
+        assert c.get("/v2/health/ready").status_code == 200  # probes need no token
+        assert c.get("/metrics").status_code == 200
+    # the router's token is not passed on to the model server
+    assert "authorization" not in {k.lower() for k in shared_backends["v1"].stats()["last_headers"]}
+
+
+def test_invalid_reload_is_rejected_and_old_routes_stay(
+    router: RouterFactory, shared_backends: dict[str, Backend]
+) -> None:
+    b = shared_backends
+    r = router(routes({"fraud": {"versions": {"v1": (b["v1"], 100), "v2": (b["v2"], 0)}}}))
+    r.write("models:\n  fraud:\n    versions:\n      v1: {url: 'http://127.0.0.1:1', weight: 30}\n")
+    procs.wait_until(
+        lambda: r.metric("kanaria_router_config_reloads_total", result="rejected") == 1,
+        10,
+        "the invalid document to be rejected",
+    )
+    assert "rejected, keeping the previous routes" in r.proc.output()
+    assert "weights must sum to 100" in r.proc.output()
+    with httpx.Client(base_url=r.url, timeout=10) as c:
+        assert {infer(c).headers["x-kanaria-version"] for _ in range(10)} == {"v1"}
+    # a later valid document applies again
+    r.write(routes({"fraud": {"versions": {"v1": (b["v1"], 0), "v2": (b["v2"], 100)}}}))
+    r.wait_weight("fraud", "v2", 100)
+    with httpx.Client(base_url=r.url, timeout=10) as c:
+        assert infer(c).headers["x-kanaria-version"] == "v2"
+
+
+def test_reload_under_load_fails_no_request(
+    router: RouterFactory, shared_backends: dict[str, Backend]
+) -> None:
+    b = shared_backends
+    docs = [
+        routes({"fraud": {"versions": {"v1": (b["v1"], 100 - w), "v2": (b["v2"], w)}}})
+        for w in (0, 30, 70, 100)
+    ] + [
+        routes(
+            {
+                "fraud": {
+                    "versions": {"v2": (b["v2"], 50), "v3": (b["v3"], 50)},
+                    "mirror": {"version": "v2", "percent": 100},
+                }
+            }
+        )
+    ]
+    r = router(docs[0])
+    stop = threading.Event()
+    codes: Counter[int] = Counter()
+    versions: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def load() -> None:
+        with httpx.Client(base_url=r.url, timeout=30) as c:
+            while not stop.is_set():
+                answer = infer(c)
+                with lock:
+                    codes[answer.status_code] += 1
+                    versions[answer.headers.get("x-kanaria-version", "?")] += 1
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        for i in range(10):
+            r.write(docs[(i + 1) % len(docs)])
+            target = sum(codes.values()) + 20
+
+            def flowing(target: int = target, reloads: int = i + 2) -> bool:
+                applied = r.metric("kanaria_router_config_reloads_total", result="applied")
+                return applied >= reloads and sum(codes.values()) > target
+
+            procs.wait_until(flowing, 30, "traffic to flow")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+    assert set(codes) == {200}, codes
+    assert r.metric("kanaria_router_config_reloads_total", result="applied") == 11
+    assert {"v1", "v2", "v3"} <= set(versions)
+
+
+def test_graceful_shutdown_drains_in_flight_requests(
+    router: RouterFactory, backend: BackendFactory
+) -> None:
+    held = backend("v1", "--hold")
+    r = router(routes({"fraud": {"versions": {"v1": (held, 100)}}}))
+    result: dict[str, httpx.Response] = {}
+
+    def call() -> None:
+        with httpx.Client(base_url=r.url, timeout=30) as c:
+            result["answer"] = infer(c)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    procs.wait_until(lambda: held.stats()["received"] == 1, 10, "the request to reach the backend")
+    r.proc.signal(signal.SIGTERM)
+    procs.wait_until(lambda: "draining" in r.proc.output(), 10, "the router to start draining")
+    assert r.proc.alive()
+    held.release()
+    caller.join(30)
+    assert result["answer"].status_code == 200
+    assert r.proc.popen.wait(30) == 0
+
+
+def test_cli_errors_are_clear(tmp_path: Path) -> None:
+    def route(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kanaria_router", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: {m: {versions: {v1: {url: 'http://a', weight: 50}}}}")
+    cases = [
+        ((), "give --config FILE or --configmap"),
+        (("--config", str(tmp_path / "missing.yaml")), "does not exist"),
+        (("--config", str(bad)), "weights must sum to 100"),
+        (("--configmap", "no-slash"), "NAMESPACE/NAME"),
+        (("--config", str(bad), "--port", "99999"), "port"),
+    ]
+    for args, message in cases:
+        done = route(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
