@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,9 +48,18 @@ def _key(inputs: dict[str, Array]) -> tuple[Any, ...]:
     return tuple((n, a.shape[1:], a.dtype.str) for n, a in sorted(inputs.items()))
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """onnxruntime's messages repeat themselves with log prefixes: keep the gist."""
+    text = _ANSI.sub("", str(exc)).strip()
+    if not text:
+        return type(exc).__name__
+    line = " ".join(text.rsplit("Status Message:", 1)[-1].split())
+    if "] " in line:  # drop the C++ source location and template signature
+        line = line.rsplit("] ", 1)[1]
+    return line[:300]
 
 
 class Batcher:
@@ -176,7 +186,7 @@ class Batcher:
             try:
                 return [self._run_observed(batch[0].inputs)]
             except Exception as exc:  # onnxruntime raises its own untyped exceptions
-                return [InferenceFailedError(f"inference failed: {_first_line(exc)}")]
+                return [InferenceFailedError(f"onnxruntime rejected the input: {_first_line(exc)}")]
         names = list(batch[0].inputs)
         merged = {n: np.concatenate([j.inputs[n] for j in batch]) for n in names}
         try:

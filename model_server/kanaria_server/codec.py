@@ -103,6 +103,22 @@ def _numeric_from_objects(spec: TensorSpec, data: list[Any]) -> Array:
         raise BadRequestError(f"input {spec.name!r}: data out of range: {exc}") from exc
 
 
+def _integers(spec: TensorSpec, data: list[Any], arr: Array) -> Array:
+    """Exact integer conversion: floats must be whole, values must fit the type."""
+    target = V2_TO_NUMPY[spec.datatype]
+    if arr.dtype.kind == "f" and arr.size:
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.floor(arr)):
+            raise BadRequestError(f"input {spec.name!r}: data must be integers for {spec.datatype}")
+        if np.abs(arr).max() > 2**53:  # numpy typed mixed big ints as float: convert exactly
+            arr = np.asarray(_flatten(data), dtype=object)
+    info = np.iinfo(target)  # type: ignore[type-var]
+    if arr.size and (arr.min() < info.min or arr.max() > info.max):
+        raise BadRequestError(
+            f"input {spec.name!r}: values must lie in [{info.min}, {info.max}] for {spec.datatype}"
+        )
+    return arr.astype(target, copy=False)
+
+
 def _json_tensor(spec: TensorSpec, data: Any, count: int) -> Array:
     if not isinstance(data, list):
         raise BadRequestError(f"input {spec.name!r}: 'data' must be a JSON list of values")
@@ -131,16 +147,7 @@ def _json_tensor(spec: TensorSpec, data: Any, count: int) -> Array:
             f"input {spec.name!r}: data must be numbers for {spec.datatype}, got booleans"
         )
     if spec.datatype in INT_TYPES:
-        if (kind == "f" and arr.size) and (
-            not np.all(np.isfinite(arr)) or not np.all(arr == np.floor(arr))
-        ):
-            raise BadRequestError(f"input {spec.name!r}: data must be integers for {spec.datatype}")
-        info = np.iinfo(V2_TO_NUMPY[spec.datatype])  # type: ignore[type-var]
-        if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            raise BadRequestError(
-                f"input {spec.name!r}: values must lie in [{info.min}, {info.max}] "
-                f"for {spec.datatype}"
-            )
+        return _check_count(spec, _integers(spec, data, arr), count)
     return _check_count(spec, arr.astype(V2_TO_NUMPY[spec.datatype], copy=False), count)
 
 
@@ -154,7 +161,7 @@ def _check_count(spec: TensorSpec, arr: Array, count: int) -> Array:
 
 def _binary_tensor(spec: TensorSpec, blob: memoryview, count: int) -> Array:
     if spec.datatype == "BYTES":
-        items: list[bytes] = []
+        items: list[str] = []
         offset = 0
         while offset < len(blob):
             if offset + 4 > len(blob):
@@ -165,7 +172,13 @@ def _binary_tensor(spec: TensorSpec, blob: memoryview, count: int) -> Array:
                 raise BadRequestError(
                     f"input {spec.name!r}: BYTES element overruns its binary data"
                 )
-            items.append(bytes(blob[offset : offset + length]))
+            try:
+                items.append(str(blob[offset : offset + length], "utf-8"))
+            except UnicodeDecodeError as exc:
+                raise BadRequestError(
+                    f"input {spec.name!r}: BYTES element is not valid UTF-8 (onnxruntime strings "
+                    "are text)"
+                ) from exc
             offset += length
         arr = np.empty(len(items), dtype=object)
         arr[:] = items
@@ -315,7 +328,7 @@ def decode_request(body: bytes, header_length: int | None, signature: Signature)
 
 
 def _bytes_elements(arr: Array) -> list[bytes]:
-    return [v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel()]
+    return [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.ravel()]
 
 
 def _json_data(datatype: str, arr: Array) -> Any:

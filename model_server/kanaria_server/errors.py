@@ -44,9 +44,14 @@ class NotReadyError(ServerError):
 
 
 class InferenceFailedError(ServerError):
-    """onnxruntime rejected or failed a request that passed validation (500)."""
+    """onnxruntime failed on a request that passed validation (400).
 
-    status = 500
+    The batcher retries a failed batch one request at a time, so this reaches only
+    the request whose values onnxruntime rejects (an index out of range, say):
+    a property of the input that no signature check can see, hence a 400.
+    """
+
+    status = 400
 
 
 class InjectedFailureError(ServerError):
