@@ -1,0 +1,129 @@
+"""A metric source over the Prometheus HTTP API (``/api/v1/query``).
+
+Instant queries only: every gate asks for one number. Transport problems,
+timeouts and HTTP errors become typed errors with the URL and Prometheus' own
+error text, so a gate's reason tells a person what to fix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from kanaria.analysis.errors import (
+    AmbiguousResultError,
+    NoDataError,
+    QueryFailedError,
+    SourceUnavailableError,
+)
+from kanaria.analysis.source import MetricQuery
+
+MAX_SERIES_SHOWN = 3
+
+
+class PrometheusSource:
+    """Answers queries with a Prometheus server at ``url`` (e.g. http://127.0.0.1:9090)."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 5.0,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """``headers`` are sent with every query (e.g. {"Authorization": "Bearer ..."})."""
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._client = httpx.Client(
+            timeout=timeout, headers=dict(headers or {}), transport=transport
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PrometheusSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def measure(self, query: MetricQuery, at: datetime | None = None) -> float:
+        return self.instant(query.promql, at)
+
+    def instant(self, promql: str, at: datetime | None = None) -> float:
+        """The single value of an instant query."""
+        params: dict[str, str] = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at.timestamp():.3f}"
+        endpoint = f"{self.url}/api/v1/query"
+        try:
+            response = self._client.get(endpoint, params=params)
+        except httpx.TimeoutException as exc:
+            raise SourceUnavailableError(
+                f"Prometheus at {self.url} did not answer within {self.timeout:g}s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise SourceUnavailableError(f"cannot reach Prometheus at {self.url}: {exc}") from exc
+        body = _json(response)
+        if response.status_code in (400, 422):
+            raise QueryFailedError(
+                f"Prometheus rejected the query: {body.get('error', response.text)}"
+            )
+        if response.status_code != 200 or body.get("status") != "success":
+            detail = body.get("error") or response.text[:200]
+            raise SourceUnavailableError(
+                f"Prometheus at {self.url} answered HTTP {response.status_code}: {detail}"
+            )
+        return _single_value(body.get("data", {}))
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _number(raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise QueryFailedError(f"Prometheus returned a non-numeric value {raw!r}") from exc
+    if math.isnan(value):
+        raise NoDataError("the query's value is NaN (no observations in the window)")
+    return value
+
+
+def _single_value(data: dict[str, Any]) -> float:
+    kind = data.get("resultType")
+    result = data.get("result")
+    if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+        return _number(result[1])
+    if kind != "vector" or not isinstance(result, list):
+        raise QueryFailedError(
+            f"the query returned a {kind or 'malformed'} result; a gate needs an instant vector "
+            "with one series (or a scalar)"
+        )
+    if not result:
+        raise NoDataError("the query returned no series (no data for this version in the window)")
+    if len(result) > 1:
+        shown = ", ".join(
+            "{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.get("metric", {}).items())) + "}"
+            for s in result[:MAX_SERIES_SHOWN]
+        )
+        more = (
+            f" and {len(result) - MAX_SERIES_SHOWN} more" if len(result) > MAX_SERIES_SHOWN else ""
+        )
+        raise AmbiguousResultError(
+            f"the query returned {len(result)} series ({shown}{more}); a gate needs exactly one: "
+            "aggregate it, e.g. with sum(...) or max(...)"
+        )
+    value = result[0].get("value")
+    if not isinstance(value, list) or len(value) != 2:
+        raise QueryFailedError(f"malformed sample in Prometheus answer: {result[0]!r}")
+    return _number(value[1])

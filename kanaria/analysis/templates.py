@@ -1,0 +1,115 @@
+"""Built-in gates as PromQL templates over the names in :mod:`kanaria.metric_names`.
+
+Every template yields one series (an aggregate without ``by``), so a gate gets
+one number. Ratios put ``or vector(0)`` on the numerator: with no errors at all
+the error series does not exist, and "no 5xx" must read as 0%, not as "no
+data". The denominator has no such fallback, so no requests at all stays "no
+data" (Inconclusive) instead of a fake 100%.
+
+Label matching: ``model`` and ``version`` always; ``namespace`` only when one is
+given, since local runs have no namespace label and Prometheus on Kubernetes
+adds one.
+"""
+
+from __future__ import annotations
+
+from kanaria import metric_names as names
+from kanaria.api import Builtin, MetricGate
+
+DEFAULT_QUANTILE = 0.99
+"""Quantile of the latencyP99 builtin when the gate sets none."""
+
+
+def matcher(model: str, version: str, namespace: str | None, **extra: str) -> str:
+    """A label matcher body: ``model="m",version="v"[,namespace="ns"]`` plus ``extra``
+    (values already written as PromQL matchers, e.g. ``code='=~"5.."'``)."""
+    parts = [f'model="{_escape(model)}"', f'version="{_escape(version)}"']
+    if namespace:
+        parts.append(f'namespace="{_escape(namespace)}"')
+    parts.extend(f"{k}{v}" for k, v in extra.items())
+    return ",".join(parts)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _increase(metric: str, labels: str, window: str) -> str:
+    return f"sum(increase({metric}{{{labels}}}[{window}]))"
+
+
+def _ratio(metric: str, good: str, total: str, window: str) -> str:
+    return f"({_increase(metric, good, window)} or vector(0)) / {_increase(metric, total, window)}"
+
+
+def builtin_query(
+    builtin: Builtin,
+    model: str,
+    version: str,
+    namespace: str | None,
+    window: str,
+    quantile: float | None = None,
+) -> str:
+    """The PromQL of a built-in gate for one version over ``window`` (e.g. "30s")."""
+    m = matcher(model, version, namespace)
+    if builtin is Builtin.successRate:
+        ok = matcher(model, version, namespace, code='!~"5.."')
+        return _ratio(names.ROUTER_REQUESTS, ok, m, window)
+    if builtin is Builtin.errorRate:
+        bad = matcher(model, version, namespace, code='=~"5.."')
+        return _ratio(names.ROUTER_REQUESTS, bad, m, window)
+    if builtin is Builtin.latencyP99:
+        q = quantile if quantile is not None else DEFAULT_QUANTILE
+        return (
+            f"histogram_quantile({q:g}, sum by (le) "
+            f"(rate({names.ROUTER_LATENCY}_bucket{{{m}}}[{window}])))"
+        )
+    if builtin is Builtin.inputDrift:
+        return f"max(max_over_time({names.INPUT_DRIFT}{{{m}}}[{window}]))"
+    if builtin is Builtin.shadowAgreement:
+        agree = matcher(model, version, namespace, result='="agree"')
+        both = matcher(model, version, namespace, result='=~"agree|disagree"')
+        return _ratio(names.SHADOW_COMPARISONS, agree, both, window)
+    correct = matcher(model, version, namespace, result='="correct"')
+    labelled = matcher(model, version, namespace, result='=~"correct|incorrect"')
+    return _ratio(names.FEEDBACK, correct, labelled, window)
+
+
+def count_query(
+    builtin: Builtin | None, model: str, version: str, namespace: str | None, window: str
+) -> str:
+    """How many observations a gate's value rests on (for ``minRequests``): router
+    requests for traffic gates and custom queries, infer requests seen by the model
+    server for drift (mirrored traffic counts), comparisons for shadow agreement,
+    labelled predictions for accuracy."""
+    if builtin is Builtin.inputDrift:
+        m = matcher(model, version, namespace, endpoint='="infer"')
+        return _increase(names.SERVER_REQUESTS, m, window)
+    if builtin is Builtin.shadowAgreement:
+        m = matcher(model, version, namespace, result='=~"agree|disagree"')
+        return _increase(names.SHADOW_COMPARISONS, m, window)
+    if builtin is Builtin.accuracy:
+        m = matcher(model, version, namespace, result='=~"correct|incorrect"')
+        return _increase(names.FEEDBACK, m, window)
+    return _increase(names.ROUTER_REQUESTS, matcher(model, version, namespace), window)
+
+
+def render_custom(query: str, model: str, version: str, namespace: str | None, window: str) -> str:
+    """Fill ``{{model}}``, ``{{version}}``, ``{{namespace}}`` (empty when none) and
+    ``{{interval}}`` in a custom query."""
+    return (
+        query.replace("{{model}}", _escape(model))
+        .replace("{{version}}", _escape(version))
+        .replace("{{namespace}}", _escape(namespace or ""))
+        .replace("{{interval}}", window)
+    )
+
+
+def gate_query(
+    gate: MetricGate, model: str, version: str, namespace: str | None, window: str
+) -> str:
+    """The resolved PromQL of any gate."""
+    if gate.builtin is not None:
+        return builtin_query(gate.builtin, model, version, namespace, window, gate.quantile)
+    assert gate.query is not None  # guaranteed by MetricGate's validator
+    return render_custom(gate.query, model, version, namespace, window)
