@@ -257,6 +257,10 @@ class Router:
             if is_infer:
                 if up.status < 300:
                     self.served.record(name, request_id, version_name)
+                    # a V2 body may carry its own "id", which the server then uses
+                    backend_id = up.headers.get(REQUEST_ID)
+                    if backend_id and backend_id != request_id:
+                        self.served.record(name, backend_id, version_name)
                 if model.mirror_version and model.mirror_version != version_name:
                     self._maybe_mirror(model, up, request.raw_path, headers, body, request_id)
             out = CIMultiDict(forwardable(up.headers.items(), RESPONSE_DROP, None))
