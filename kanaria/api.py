@@ -42,6 +42,8 @@ HEADER_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 """An HTTP header (or cookie) name token."""
 
 Percent = Annotated[float, Field(ge=0, le=100)]
+Quantity = Annotated[str, Field(min_length=1, max_length=64)]
+"""A Kubernetes resource quantity such as 500m or 1Gi."""
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -92,9 +94,9 @@ class ModelSource(_Spec):
 class ResourceList(_Spec):
     """Kubernetes resource quantities for the model-server container."""
 
-    requests: dict[str, str] | None = Field(default=None, max_length=16)
+    requests: dict[str, Quantity] | None = Field(default=None, max_length=16)
     """Resource requests, e.g. {cpu: 500m, memory: 1Gi}. Default: none."""
-    limits: dict[str, str] | None = Field(default=None, max_length=16)
+    limits: dict[str, Quantity] | None = Field(default=None, max_length=16)
     """Resource limits, e.g. {cpu: "2", memory: 2Gi}. Default: none."""
 
 
@@ -487,7 +489,7 @@ class Webhook(_Spec):
     """http:// or https:// URL that receives a POST with the JSON payload."""
     timeout: Duration = "10s"
     """Request timeout. Default 10s."""
-    headers: dict[str, str] = Field(default={}, max_length=16)
+    headers: dict[str, Annotated[str, Field(max_length=4096)]] = Field(default={}, max_length=16)
     """Extra request headers (e.g. Authorization). Default: none."""
 
 
@@ -516,6 +518,20 @@ class Retraining(_Spec):
 
 class ModelDeploymentSpec(_Spec):
     """The desired state: which model version to serve and how to roll new ones out."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "!has(self.strategy.shadow) || !has(self.strategy.shadow.graduateTo)"
+                " || self.strategy.shadow.graduateTo != 'none'"
+                " || has(self.strategy.shadow.duration)"
+                " || (has(self.analysis) && has(self.analysis.metrics)"
+                " && size(self.analysis.metrics) > 0)",
+                "spec.strategy.shadow needs spec.analysis.metrics or a duration to end on",
+                ".strategy.shadow",
+            )
+        )
+    )
 
     model: ModelSource
     """The model version to serve; changing it starts a rollout."""
