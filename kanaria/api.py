@@ -274,12 +274,12 @@ class ShadowStrategy(_Spec):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             _cel(
-                "self.graduateTo != 'canary' || has(self.canary)",
+                "!has(self.graduateTo) || self.graduateTo != 'canary' || has(self.canary)",
                 "spec.strategy.shadow.canary is required when graduateTo is canary",
                 ".canary",
             ),
             _cel(
-                "self.graduateTo != 'blueGreen' || has(self.blueGreen)",
+                "!has(self.graduateTo) || self.graduateTo != 'blueGreen' || has(self.blueGreen)",
                 "spec.strategy.shadow.blueGreen is required when graduateTo is blueGreen",
                 ".blueGreen",
             ),
@@ -429,7 +429,7 @@ class Analysis(_Spec):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             _cel(
-                "duration(self.interval) >= duration('1s')",
+                "!has(self.interval) || duration(self.interval) >= duration('1s')",
                 "spec.analysis.interval must be at least 1s",
                 ".interval",
             )
