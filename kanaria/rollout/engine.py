@@ -403,7 +403,9 @@ class _Pass:
 
     def promote_one(self) -> None:
         stage = self.s.stage
-        if stage == "Steps":
+        if self.settings_missing() is not None:
+            self.begin_switch()
+        elif stage == "Steps":
             steps = self.canary_steps()
             step = (
                 steps[self.s.currentStep or 0] if (self.s.currentStep or 0) < len(steps) else None
@@ -489,6 +491,13 @@ class _Pass:
 
     def progress(self) -> None:
         stage = self.s.stage
+        missing = self.settings_missing()
+        if missing is not None:
+            self.s.message = (
+                f"spec.strategy no longer has the {missing} settings this rollout is using: "
+                "holding; `kanaria abort` rolls back, `kanaria promote --full` promotes"
+            )
+            return
         if stage == "Steps":
             self.progress_canary()
         elif stage == "Preview":
@@ -565,6 +574,7 @@ class _Pass:
         bg = self.blue_green()
         cand = self.s.candidate
         assert cand is not None
+        assert bg is not None  # settings_missing() checked it
         if not self.ready_at(cand.version, self.spec.replicas):
             self.s.message = f"blue-green: waiting for {cand.version} at full size"
             return
@@ -584,12 +594,21 @@ class _Pass:
             return
         self.switch_blue_green()
 
-    def blue_green(self) -> BlueGreenStrategy:
+    def blue_green(self) -> BlueGreenStrategy | None:
         strategy = self.spec.strategy
-        bg = strategy.blueGreen or (strategy.shadow.blueGreen if strategy.shadow else None)
-        if bg is None:
-            raise ValueError("blue-green stage without blue-green settings")
-        return bg
+        return strategy.blueGreen or (strategy.shadow.blueGreen if strategy.shadow else None)
+
+    def settings_missing(self) -> str | None:
+        """The strategy the current stage needs, if the spec no longer has it (it was
+        edited mid-rollout without changing spec.model)."""
+        stage = self.s.stage
+        if stage == "Steps" and not self.canary_steps():
+            return "canary"
+        if stage in ("Preview", "PostPromotion") and self.blue_green() is None:
+            return "blueGreen"
+        if stage == "Mirroring" and self.spec.strategy.shadow is None:
+            return "shadow"
+        return None
 
     def switch_blue_green(self) -> None:
         cand = self.s.candidate
@@ -606,6 +625,7 @@ class _Pass:
 
     def progress_post_promotion(self) -> None:
         bg = self.blue_green()
+        assert bg is not None  # settings_missing() checked it
         wait = parse_duration(bg.scaleDownDelay) - self.elapsed(self.s.switchedAt)
         post = bg.postPromotionAnalysis
         if post is not None and not self.rounds_passed(post.rounds):
@@ -761,13 +781,15 @@ class _Pass:
         if self.s.stage == "Mirroring" and self.spec.strategy.shadow is not None:
             percent = self.spec.strategy.shadow.mirrorPercent
         elif self.s.stage == "Preview":
-            percent = self.blue_green().mirrorPercent
+            bg = self.blue_green()
+            percent = bg.mirrorPercent if bg is not None else 0.0
         return MirrorStatus(version=version, percent=percent) if percent > 0 else None
 
     def analysis_stage(self) -> bool:
         """Does the current stage ask for analysis even without traffic (preview header)?"""
         if self.s.stage == "Preview":
-            return self.blue_green().prePromotionAnalysis is not None
+            bg = self.blue_green()
+            return bg is not None and bg.prePromotionAnalysis is not None
         if self.s.stage == "Steps":
             steps = self.canary_steps()
             i = self.s.currentStep or 0

@@ -482,3 +482,19 @@ def test_drift_for_the_configured_time_requests_retraining_once_per_cooldown() -
     sim.tick(30, retrain_verdict=Verdict.Successful, retrain_value=0.1)
     assert sim.s.driftSince is None
     assert {c.type: c.status for c in sim.s.conditions}["DriftDetected"] == "False"
+
+
+def test_strategy_removed_mid_rollout_holds_until_a_person_decides() -> None:
+    sim = deployed(CANARY)
+    sim.tick()
+    sim.tick()
+    assert sim.s.weight == 10
+    sim.spec = make_spec({"blueGreen": {}}, version="v2")
+    sim.tick(600)
+    assert sim.s.phase is Phase.Progressing
+    assert sim.s.weight == 10
+    assert "no longer has the canary settings" in sim.s.message
+    sim.tick(command="promote")
+    assert sim.s.phase is Phase.Healthy
+    assert sim.s.stable is not None
+    assert sim.s.stable.version == "v2"

@@ -114,6 +114,7 @@ PASS = st.fixed_dictionaries(
         "verdicts": st.lists(VERDICTS, min_size=2, max_size=2),
         "command": st.none() | st.none() | st.none() | st.sampled_from(COMMAND_VERBS),
         "new_version": st.sampled_from([None] * 12 + ["v2", "v3", "v1"]),
+        "swap_strategy": st.sampled_from([False] * 15 + [True]),
     }
 )
 
@@ -169,12 +170,14 @@ def _check(
 
 
 @settings(
-    max_examples=150,
+    max_examples=250,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(spec=specs(), passes=st.lists(PASS, min_size=1, max_size=40))
-def test_rollout_invariants(spec: ModelDeploymentSpec, passes: list[dict[str, Any]]) -> None:
+@given(spec=specs(), other=specs(), passes=st.lists(PASS, min_size=1, max_size=40))
+def test_rollout_invariants(
+    spec: ModelDeploymentSpec, other: ModelDeploymentSpec, passes: list[dict[str, Any]]
+) -> None:
     now = T0
     first = decide(spec, None, Observations(), now)
     status = first.status
@@ -183,6 +186,11 @@ def test_rollout_invariants(spec: ModelDeploymentSpec, passes: list[dict[str, An
         now += timedelta(seconds=p["dt"])
         if p["new_version"] is not None:
             spec = _with_model(spec, p["new_version"])
+        if p["swap_strategy"]:  # an edit of spec.strategy in the middle of a rollout
+            spec, other = (
+                spec.model_copy(update={"strategy": other.strategy}),
+                other.model_copy(update={"strategy": spec.strategy}),
+            )
         stable = status.stable.version if status.stable else None
         versions: dict[str, VersionObservation] = {}
         for v in status.versions:
