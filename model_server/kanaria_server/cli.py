@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -104,6 +105,9 @@ def serve(settings: Settings) -> int:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # uvicorn drains on SIGTERM, then re-raises the signal to the handler that was in
+    # place before it started; a no-op one makes a drained shutdown exit 0, not -15.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     server.run()
     if exit_code:
         return exit_code
