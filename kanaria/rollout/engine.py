@@ -751,6 +751,8 @@ class _Pass:
             s.weight = 0
             s.weights = {s.stable.version: 100}
             s.mirror = None
+            if s.phase is not Phase.RolledBack:
+                s.strategy = self.spec.strategy.kind  # what the next rollout will use
             stable_ready = self.ready(s.stable.version)
             if s.phase in (Phase.Healthy, Phase.Degraded, Phase.Progressing, Phase.Pending):
                 if stable_ready:
