@@ -125,7 +125,11 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
         model = load_model(
             settings.model, settings.sha256, settings.intra_op_threads, settings.download_timeout_s
         )
-        profiles = load_profile(settings.reference, model.signature) if settings.reference else None
+        profiles = (
+            load_profile(settings.reference, model.signature, settings.download_timeout_s)
+            if settings.reference
+            else None
+        )
         return model, profiles
 
     async def load_in_background() -> None:

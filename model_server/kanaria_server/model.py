@@ -70,8 +70,8 @@ def _spec(arg: Any, what: str) -> TensorSpec:
     return TensorSpec(arg.name, datatype, _dims(list(arg.shape or [])))
 
 
-def read_model_bytes(uri: str, sha256: str | None, timeout_s: float) -> bytes:
-    """Fetch the model from a path, file:// URI or http(s):// URL and verify its SHA-256."""
+def read_model_bytes(uri: str, sha256: str | None, timeout_s: float, what: str = "model") -> bytes:
+    """Fetch ``what`` from a path, file:// URI or http(s):// URL and verify its SHA-256."""
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme in ("http", "https"):
         import httpx  # noqa: PLC0415 (only needed for remote models)
@@ -79,28 +79,28 @@ def read_model_bytes(uri: str, sha256: str | None, timeout_s: float) -> bytes:
         try:
             response = httpx.get(uri, follow_redirects=True, timeout=timeout_s)
         except httpx.HTTPError as exc:
-            raise ModelLoadError(f"cannot download model {uri}: {exc}") from exc
+            raise ModelLoadError(f"cannot download {what} {uri}: {exc}") from exc
         if response.status_code != 200:
-            raise ModelLoadError(f"cannot download model {uri}: HTTP {response.status_code}")
+            raise ModelLoadError(f"cannot download {what} {uri}: HTTP {response.status_code}")
         data = response.content
     elif parsed.scheme in ("file", ""):
         path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri)
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
-            raise ModelLoadError(f"model file not found: {path}") from exc
+            raise ModelLoadError(f"{what} file not found: {path}") from exc
         except OSError as exc:
-            raise ModelLoadError(f"cannot read model file {path}: {exc.strerror}") from exc
+            raise ModelLoadError(f"cannot read {what} file {path}: {exc.strerror}") from exc
     else:
         raise ModelLoadError(
-            f"unsupported model URI scheme {parsed.scheme!r} in {uri!r} "
+            f"unsupported {what} URI scheme {parsed.scheme!r} in {uri!r} "
             "(use a path, file://, http:// or https://)"
         )
     if sha256 is not None:
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256.lower():
             raise ModelLoadError(
-                f"model {uri} has SHA-256 {actual}, expected {sha256.lower()} (--sha256): "
+                f"{what} {uri} has SHA-256 {actual}, expected {sha256.lower()} (--sha256): "
                 "refusing to serve a different file"
             )
     return data

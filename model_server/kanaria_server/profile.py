@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from kanaria_server.errors import ModelLoadError
-from kanaria_server.model import Signature
+from kanaria_server.model import Signature, read_model_bytes
 
 Array = np.ndarray[Any, Any]
 FORMAT = "kanaria.io/profile-v1"
@@ -137,12 +137,13 @@ def parse_profile(doc: Any, signature: Signature, source: str) -> dict[str, Inpu
     return profiles
 
 
-def load_profile(path: str, signature: Signature) -> dict[str, InputProfile]:
-    """Read and validate a profile file for this model."""
+def load_profile(
+    uri: str, signature: Signature, timeout_s: float = 60.0
+) -> dict[str, InputProfile]:
+    """Read (path, file:// or http(s)://) and validate a profile for this model."""
+    data = read_model_bytes(uri, None, timeout_s, what="reference profile")
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"reference profile not found: {path}") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read reference profile {path}: {exc}") from exc
-    return parse_profile(doc, signature, path)
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise ModelLoadError(f"reference profile {uri} is not valid JSON: {exc}") from exc
+    return parse_profile(doc, signature, uri)

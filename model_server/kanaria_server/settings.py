@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     )
     reference: str | None = Field(
         default=None,
-        description="Reference input profile (JSON from `kanaria profile`) for drift metrics.",
+        description="Reference input profile (JSON from `kanaria profile`; path, file:// or "
+        "http(s)://) for drift metrics.",
     )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port to listen on.")

@@ -36,7 +36,7 @@ def run_to_exit(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[
          "is not a loadable ONNX model"),
         (lambda d: d / "m.onnx", ["--sha256", "0" * 64], "refusing to serve a different file"),
         (lambda d: d / "m.onnx", ["--reference", "/nonexistent/p.json"],
-         "reference profile not found"),
+         "reference profile file not found"),
         (lambda d: Path("ftp://host/m.onnx"), [], "unsupported model URI scheme 'ftp'"),
     ],
     ids=["missing", "corrupt", "sha256-mismatch", "missing-profile", "bad-scheme"],
