@@ -26,7 +26,7 @@ def queries(
     window = request.interval
     seconds = parse_duration(window)
     value = MetricQuery(
-        promql=gate_query(gate, model, request.version, namespace, window),
+        promql=gate_query(gate, model, request.version, namespace, window, request.traffic),
         kind="value",
         builtin=gate.builtin,
         model=model,
@@ -34,17 +34,21 @@ def queries(
         namespace=namespace,
         window_seconds=seconds,
         quantile=gate.quantile,
+        traffic=request.traffic,
     )
     if request.minRequests <= 0:
         return value, None
     count = MetricQuery(
-        promql=count_query(gate.builtin, model, request.version, namespace, window),
+        promql=count_query(
+            gate.builtin, model, request.version, namespace, window, request.traffic
+        ),
         kind="count",
         builtin=gate.builtin,
         model=model,
         version=request.version,
         namespace=namespace,
         window_seconds=seconds,
+        traffic=request.traffic,
     )
     return value, count
 

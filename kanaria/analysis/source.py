@@ -33,6 +33,9 @@ class MetricQuery:
     window_seconds: float
     quantile: float | None = None
     """Latency quantile (builtin latencyP99 only)."""
+    traffic: Literal["router", "server"] = "router"
+    """Count requests at the router (versions answering clients) or at the model server
+    (versions that only get mirrored or preview copies)."""
 
 
 class MetricSource(Protocol):

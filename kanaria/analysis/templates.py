@@ -6,6 +6,11 @@ the error series does not exist, and "no 5xx" must read as 0%, not as "no
 data". The denominator has no such fallback, so no requests at all stays "no
 data" (Inconclusive) instead of a fake 100%.
 
+Traffic: a version that answers clients is measured at the router (what
+clients saw); a version that only receives mirrored or preview copies (shadow,
+blue-green preview) has no router series, so its success rate, error rate,
+latency and request count come from the model server's own infer metrics.
+
 Label matching: ``model`` and ``version`` always; ``namespace`` only when one is
 given, since local runs have no namespace label and Prometheus on Kubernetes
 adds one.
@@ -13,8 +18,12 @@ adds one.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from kanaria import metric_names as names
 from kanaria.api import Builtin, MetricGate
+
+Traffic = Literal["router", "server"]
 
 DEFAULT_QUANTILE = 0.99
 """Quantile of the latencyP99 builtin when the gate sets none."""
@@ -49,21 +58,20 @@ def builtin_query(
     namespace: str | None,
     window: str,
     quantile: float | None = None,
+    traffic: Traffic = "router",
 ) -> str:
     """The PromQL of a built-in gate for one version over ``window`` (e.g. "30s")."""
     m = matcher(model, version, namespace)
+    requests, latency, infer = _traffic(traffic)
     if builtin is Builtin.successRate:
-        ok = matcher(model, version, namespace, code='!~"5.."')
-        return _ratio(names.ROUTER_REQUESTS, ok, m, window)
+        ok = matcher(model, version, namespace, code='!~"5.."', **infer)
+        return _ratio(requests, ok, matcher(model, version, namespace, **infer), window)
     if builtin is Builtin.errorRate:
-        bad = matcher(model, version, namespace, code='=~"5.."')
-        return _ratio(names.ROUTER_REQUESTS, bad, m, window)
+        bad = matcher(model, version, namespace, code='=~"5.."', **infer)
+        return _ratio(requests, bad, matcher(model, version, namespace, **infer), window)
     if builtin is Builtin.latencyP99:
         q = quantile if quantile is not None else DEFAULT_QUANTILE
-        return (
-            f"histogram_quantile({q:g}, sum by (le) "
-            f"(rate({names.ROUTER_LATENCY}_bucket{{{m}}}[{window}])))"
-        )
+        return f"histogram_quantile({q:g}, sum by (le) (rate({latency}_bucket{{{m}}}[{window}])))"
     if builtin is Builtin.inputDrift:
         return f"max(max_over_time({names.INPUT_DRIFT}{{{m}}}[{window}]))"
     if builtin is Builtin.shadowAgreement:
@@ -75,8 +83,20 @@ def builtin_query(
     return _ratio(names.FEEDBACK, correct, labelled, window)
 
 
+def _traffic(traffic: Traffic) -> tuple[str, str, dict[str, str]]:
+    """Request counter, latency histogram and extra matchers for where traffic is counted."""
+    if traffic == "server":
+        return names.SERVER_REQUESTS, names.SERVER_LATENCY, {"endpoint": '="infer"'}
+    return names.ROUTER_REQUESTS, names.ROUTER_LATENCY, {}
+
+
 def count_query(
-    builtin: Builtin | None, model: str, version: str, namespace: str | None, window: str
+    builtin: Builtin | None,
+    model: str,
+    version: str,
+    namespace: str | None,
+    window: str,
+    traffic: Traffic = "router",
 ) -> str:
     """How many observations a gate's value rests on (for ``minRequests``): router
     requests for traffic gates and custom queries, infer requests seen by the model
@@ -91,7 +111,8 @@ def count_query(
     if builtin is Builtin.accuracy:
         m = matcher(model, version, namespace, result='=~"correct|incorrect"')
         return _increase(names.FEEDBACK, m, window)
-    return _increase(names.ROUTER_REQUESTS, matcher(model, version, namespace), window)
+    requests, _, infer = _traffic(traffic)
+    return _increase(requests, matcher(model, version, namespace, **infer), window)
 
 
 def render_custom(query: str, model: str, version: str, namespace: str | None, window: str) -> str:
@@ -106,10 +127,17 @@ def render_custom(query: str, model: str, version: str, namespace: str | None, w
 
 
 def gate_query(
-    gate: MetricGate, model: str, version: str, namespace: str | None, window: str
+    gate: MetricGate,
+    model: str,
+    version: str,
+    namespace: str | None,
+    window: str,
+    traffic: Traffic = "router",
 ) -> str:
     """The resolved PromQL of any gate."""
     if gate.builtin is not None:
-        return builtin_query(gate.builtin, model, version, namespace, window, gate.quantile)
+        return builtin_query(
+            gate.builtin, model, version, namespace, window, gate.quantile, traffic
+        )
     assert gate.query is not None  # guaranteed by MetricGate's validator
     return render_custom(gate.query, model, version, namespace, window)

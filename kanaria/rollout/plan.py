@@ -40,6 +40,7 @@ def plan_measurements(
                 gate=gate,
                 interval=window,
                 minRequests=spec.analysis.minRequests,
+                traffic="server" if status.stage in ("Mirroring", "Preview") else "router",
             )
             for gate in spec.analysis.metrics
         )

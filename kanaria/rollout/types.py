@@ -81,6 +81,10 @@ class MeasurementRequest(_Value):
     """Look-back window (the analysis interval, e.g. 30s)."""
     minRequests: int = 0
     """Requests needed in the window for a verdict; fewer is Inconclusive."""
+    traffic: Literal["router", "server"] = "router"
+    """Where the version's requests are counted. router: it answers clients, so success
+    rate and latency come from the router's metrics; server: it only sees mirrored or
+    preview copies (shadow, blue-green preview), so they come from the model server's."""
 
 
 # --------------------------------------------------------------------------- decision

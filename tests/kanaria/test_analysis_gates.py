@@ -89,6 +89,22 @@ def test_builtin_templates_use_the_metric_names() -> None:
     assert 'result="correct"' in builtin_query(Builtin.accuracy, "m", "v", None, "1m")
 
 
+def test_mirrored_traffic_is_measured_at_the_server() -> None:
+    q = builtin_query(Builtin.successRate, "m", "v", None, "1m", traffic="server")
+    assert q == (
+        '(sum(increase(kanaria_server_requests_total{model="m",version="v",code!~"5..",'
+        'endpoint="infer"}[1m])) or vector(0)) / sum(increase(kanaria_server_requests_total'
+        '{model="m",version="v",endpoint="infer"}[1m]))'
+    )
+    q = builtin_query(Builtin.latencyP99, "m", "v", None, "1m", traffic="server")
+    assert "kanaria_server_request_duration_seconds_bucket" in q
+    # Gates that are not about request outcomes do not depend on where traffic is counted.
+    for b in (Builtin.inputDrift, Builtin.shadowAgreement, Builtin.accuracy):
+        assert builtin_query(b, "m", "v", None, "1m", traffic="server") == builtin_query(
+            b, "m", "v", None, "1m"
+        )
+
+
 def test_custom_query_placeholders() -> None:
     q = render_custom(
         'sum(rate(x{model="{{model}}",version="{{version}}",namespace="{{namespace}}"}'

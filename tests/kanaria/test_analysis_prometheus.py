@@ -37,7 +37,8 @@ USER, PASSWORD = "kanaria", "s3cret"
 # Per tick (every 0.05s) the exporter adds, for model "fraud":
 #   v1: 10 requests, all 200 (latency 0.05s)
 #   v2: 8x200, 1x404, 1x500 (latency 0.2s); drift x0=0.1, x1=0.3;
-#       shadow 3 agree / 1 disagree; feedback 4 correct / 1 incorrect; 10 infer requests
+#       shadow 3 agree / 1 disagree; feedback 4 correct / 1 incorrect;
+#       at the server: 6x200 + 4x503 infer requests (latency 0.05s), 5 failed feedback posts
 EXPORTER = textwrap.dedent(
     """
     import sys, time
@@ -53,6 +54,8 @@ EXPORTER = textwrap.dedent(
     feedback = Counter(n.FEEDBACK[: -len("_total")], "f", ["model", "version", "result"])
     server = Counter(n.SERVER_REQUESTS[: -len("_total")], "q",
                      ["model", "version", "endpoint", "code"])
+    server_lat = Histogram(n.SERVER_LATENCY, "sl", ["model", "version"],
+                           buckets=(0.025, 0.1, 0.25, 0.5, 1.0))
     drift.labels("fraud", "v2", "x0").set(0.1)
     drift.labels("fraud", "v2", "x1").set(0.3)
     start_http_server(int(sys.argv[1]), addr="127.0.0.1")
@@ -68,7 +71,11 @@ EXPORTER = textwrap.dedent(
         shadow.labels("fraud", "v2", "v1", "disagree").inc(1)
         feedback.labels("fraud", "v2", "correct").inc(4)
         feedback.labels("fraud", "v2", "incorrect").inc(1)
-        server.labels("fraud", "v2", "infer", "200").inc(10)
+        server.labels("fraud", "v2", "infer", "200").inc(6)
+        server.labels("fraud", "v2", "infer", "503").inc(4)
+        server.labels("fraud", "v2", "feedback", "500").inc(5)
+        for _ in range(10):
+            server_lat.labels("fraud", "v2").observe(0.05)
         time.sleep(0.05)
     """
 )
@@ -193,6 +200,27 @@ def test_builtin_templates_compute_on_prometheus(
     verdict, value, reason = _measure(source, version, None, 0, **gate)
     assert verdict is Verdict.Successful, reason
     assert value == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("gate", "expected"),
+    [
+        ({"builtin": "successRate", "min": 0.1}, 0.6),  # only infer requests count
+        ({"builtin": "errorRate", "max": 0.9}, 0.4),
+        ({"builtin": "latencyP99", "max": 1.0}, 0.025 + 0.075 * 0.99),
+    ],
+)
+def test_server_side_templates_for_mirrored_traffic(
+    source: PrometheusSource, gate: dict[str, object], expected: float
+) -> None:
+    g = MetricGate.model_validate({"name": "g", **gate})
+    req = MeasurementRequest(
+        purpose="analysis", version="v2", gate=g, interval=WINDOW, traffic="server", minRequests=5
+    )
+    m = measure(source, req, "fraud", None, datetime.now(UTC))
+    assert m.verdict is Verdict.Successful, m.reason
+    assert m.value == pytest.approx(expected, abs=0.01)
+    assert "kanaria_server_" in m.query
 
 
 def test_failing_value_is_failed_with_reason(source: PrometheusSource) -> None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -108,7 +108,7 @@ def test_canary_ramps_only_after_successful_rounds() -> None:
     assert sim.s.weight == 10
     assert sim.requests() == []  # first round is due one interval after traffic starts
     sim.now = sim.now.replace(second=30)
-    assert [r.version for r in sim.requests()] == ["v2"]
+    assert [(r.version, r.traffic) for r in sim.requests()] == [("v2", "router")]
     sim.tick(0, verdict=Verdict.Inconclusive)
     assert sim.s.lastRoundVerdict is Verdict.Inconclusive
     sim.tick(30, verdict=Verdict.Inconclusive)
@@ -411,6 +411,9 @@ def test_shadow_mirrors_then_stops_when_not_graduating() -> None:
     sim.tick()
     assert sim.s.mirror is not None
     assert sim.s.mirror.percent == 25
+    sim.now += timedelta(seconds=30)
+    assert [r.traffic for r in sim.requests()] == ["server"]  # copies only reach the server
+    sim.now -= timedelta(seconds=30)
     assert sim.s.weights == {"v1": 100, "v2": 0}
     sim.tick(30, verdict=Verdict.Successful)
     sim.tick(30, verdict=Verdict.Successful)
