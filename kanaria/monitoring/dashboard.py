@@ -197,7 +197,8 @@ def _rows() -> tuple[RowSpec, ...]:
                     "Share of requests through the router not answered with a 5xx.",
                     (
                         Query(
-                            f"{_sum_rate(VERSION_KEYS, req, ok)} / {_sum_rate(VERSION_KEYS, req)}",
+                            f"{_sum_rate(VERSION_KEYS, req, ok)}"
+                            f" / ({_sum_rate(VERSION_KEYS, req)} > 0)",
                             V,
                         ),
                     ),
@@ -286,7 +287,7 @@ def _rows() -> tuple[RowSpec, ...]:
                     (
                         Query(
                             f"{_sum_rate(shadow_keys, m.SHADOW_COMPARISONS, agree)}"
-                            f" / {_sum_rate(shadow_keys, m.SHADOW_COMPARISONS)}",
+                            f" / ({_sum_rate(shadow_keys, m.SHADOW_COMPARISONS)} > 0)",
                             V + " vs {{baseline}}",
                         ),
                     ),
@@ -329,7 +330,7 @@ def _rows() -> tuple[RowSpec, ...]:
                     (
                         Query(
                             f"{_sum_rate(f'{VERSION_KEYS}, input', m.INPUT_MISSING)}"
-                            f" / {_sum_rate(f'{VERSION_KEYS}, input', m.INPUT_VALUES)}",
+                            f" / ({_sum_rate(f'{VERSION_KEYS}, input', m.INPUT_VALUES)} > 0)",
                             V + " {{input}}",
                         ),
                     ),
@@ -347,8 +348,8 @@ def _rows() -> tuple[RowSpec, ...]:
                     (
                         Query(
                             f"{_sum_rate(f'{VERSION_KEYS}, output, class', m.OUTPUT_CLASSES)}"
-                            f" / on ({VERSION_KEYS}, output) group_left "
-                            f"{_sum_rate(f'{VERSION_KEYS}, output', m.OUTPUT_CLASSES)}",
+                            f" / on ({VERSION_KEYS}, output) group_left() "
+                            f"({_sum_rate(f'{VERSION_KEYS}, output', m.OUTPUT_CLASSES)} > 0)",
                             V + " class {{class}}",
                         ),
                     ),
@@ -383,7 +384,7 @@ def _rows() -> tuple[RowSpec, ...]:
                     (
                         Query(
                             f"{_sum_rate(VERSION_KEYS, m.FEEDBACK, correct)}"
-                            f" / {_sum_rate(VERSION_KEYS, m.FEEDBACK, labelled)}",
+                            f" / ({_sum_rate(VERSION_KEYS, m.FEEDBACK, labelled)} > 0)",
                             V,
                         ),
                     ),
@@ -444,7 +445,7 @@ def _rows() -> tuple[RowSpec, ...]:
                     (
                         Query(
                             f"{_sum_rate(VERSION_KEYS, m.SERVER_BATCH_SIZE + '_sum')}"
-                            f" / {_sum_rate(VERSION_KEYS, m.SERVER_BATCH_SIZE + '_count')}",
+                            f" / ({_sum_rate(VERSION_KEYS, m.SERVER_BATCH_SIZE + '_count')} > 0)",
                             V + " mean",
                         ),
                         Query(_quantile(0.99, m.SERVER_BATCH_SIZE), V + " p99"),

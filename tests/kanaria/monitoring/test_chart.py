@@ -177,6 +177,7 @@ def test_rendered_operator_objects_match_manifests_operator() -> None:
 def test_crds_in_the_chart_are_the_generated_files() -> None:
     generated = {p.name: p.read_text() for p in (ROOT / "manifests" / "crds").glob("*.yaml")}
     shipped = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
+    assert "modeldeployments.kanaria.io.yaml" in generated
     assert shipped == generated, "run `make crd` (it refreshes helm/kanaria/files/crds too)"
     rendered = {
         d["metadata"]["name"]: d for d in render() if d["kind"] == "CustomResourceDefinition"

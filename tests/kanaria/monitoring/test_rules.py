@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kanaria import api
-from kanaria.monitoring import alerts
+from kanaria.monitoring import alerts, dashboard
 from kanaria.monitoring.render import MANIFESTS, RULES_FILE, to_yaml
 from tests.support.procs import require_binary
 
@@ -90,3 +90,17 @@ def test_every_alert_carries_severity_summary_and_runbook() -> None:
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"]
         assert len(rule["annotations"]["runbook"]) > 80, f"{alert.name}: runbook too thin"
+
+
+def test_every_dashboard_query_parses_for_promtool(tmp_path: Path) -> None:
+    """A fast parse check of the panel queries (the acceptance test also runs them)."""
+    queries = dashboard.all_queries()
+    rules = [
+        {"record": f"kanaria:panel_{i}", "expr": dashboard.resolve(query.expr)}
+        for i, (_, query) in enumerate(queries)
+    ]
+    path = tmp_path / "panels.yaml"
+    path.write_text(to_yaml({"groups": [{"name": "panels", "rules": rules}]}))
+    result = _run([_promtool(), "check", "rules", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in result.stdout
