@@ -731,12 +731,30 @@ class _Pass:
 
     # ------------------------------------------------------------------ 5. weights, conditions
 
+    def candidate_size(self) -> int | None:
+        """Replicas the candidate should have now, or None when it should not run.
+
+        A canary is sized for the next weight it will get (so new replicas are up before
+        the traffic arrives); blue-green and a promotion use full size; a shadow is sized
+        for its share of mirrored traffic.
+        """
+        if not self.active:
+            return None
+        stage = self.s.stage
+        if stage == "Steps":
+            return self.candidate_replicas(self.next_weight())
+        if stage == "Mirroring" and self.spec.strategy.shadow is not None:
+            return self.candidate_replicas(self.spec.strategy.shadow.mirrorPercent)
+        return self.spec.replicas
+
     def finish(self) -> None:
         s = self.s
         if s.stable is None:
             s.weights = {}
             s.weight = 0
             return
+        # Derived from spec and stage every pass, so a spec.replicas edit applies at once.
+        self.set_versions(self.candidate_size())
         cand = s.candidate
         if self.active and cand is not None:
             weight = s.stepWeight if self.ready(cand.version) else 0

@@ -97,7 +97,10 @@ def test_canary_without_gates_walks_the_steps_and_promotes() -> None:
     assert sim.s.stable.version == "v2"
     assert sim.s.weights == {"v2": 100}
     kinds = [type(a) for a in d.actions]
-    assert kinds == [ScaleVersion, SetRoutes, StopVersion]  # grow, route, then stop
+    assert kinds == [SetRoutes, StopVersion]  # route, then stop
+    # The candidate was sized for the next weight (80% of 2 replicas) while at 50%.
+    scaled = [a for d in sim.decisions for a in d.actions if isinstance(a, ScaleVersion)]
+    assert scaled == [ScaleVersion(version="v2", replicas=2)]
     assert "Promoted" in sim.reasons()
 
 
@@ -501,3 +504,13 @@ def test_strategy_removed_mid_rollout_holds_until_a_person_decides() -> None:
     assert sim.s.phase is Phase.Healthy
     assert sim.s.stable is not None
     assert sim.s.stable.version == "v2"
+
+
+def test_replicas_edit_scales_the_stable_without_a_rollout() -> None:
+    sim = Sim(make_spec(CANARY))
+    sim.tick()
+    sim.tick()
+    sim.spec = sim.spec.model_copy(update={"replicas": 5})
+    d = sim.tick()
+    assert d.actions == [ScaleVersion(version="v1", replicas=5)]
+    assert sim.s.phase is Phase.Healthy
