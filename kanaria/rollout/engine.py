@@ -413,6 +413,10 @@ class _Pass:
             if step is not None and step.setWeight is not None:
                 self.s.stepWeight = step.setWeight
             self.advance_step()
+            # Finish this step only: the next one is forced only if it is a setWeight (so it
+            # applies now) or the promotion itself; a following analysis step still runs.
+            i = self.s.currentStep or 0
+            self.forced = i >= len(steps) or steps[i].setWeight is not None
         elif stage == "Mirroring":
             self.graduate()
         elif stage == "Preview":

@@ -514,3 +514,16 @@ def test_replicas_edit_scales_the_stable_without_a_rollout() -> None:
     d = sim.tick()
     assert d.actions == [ScaleVersion(version="v1", replicas=5)]
     assert sim.s.phase is Phase.Healthy
+
+
+def test_promote_finishes_only_the_current_step() -> None:
+    steps = [{"setWeight": 10}, {"pause": {}}, {"analysis": {"rounds": 3}}, {"setWeight": 50}]
+    sim = deployed({"canary": {"steps": steps}}, [SUCCESS_GATE])
+    sim.tick()
+    sim.tick()
+    assert sim.s.phase is Phase.Paused
+    sim.tick(command="promote")
+    assert sim.s.currentStep == 2  # the analysis step still has to pass
+    assert sim.s.weight == 10
+    sim.tick(command="promote")
+    assert sim.s.weight == 50  # skipping the analysis step applies the next weight now
