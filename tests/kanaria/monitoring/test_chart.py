@@ -139,6 +139,25 @@ def test_mismatched_data_plane_pull_policies_fail_with_a_clear_message() -> None
     assert "must be equal: the operator applies one pull policy" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("operator.watchNamespaces=ml", "at '/operator/watchNamespaces': got string, want array"),
+        ("serviceMonitor.enable=true", "additional properties 'enable' not allowed"),
+        ("operator.prometheusUrl=prometheus:9090", "'/operator/prometheusUrl'"),
+        ("operator.image.pullPolicy=Sometimes", "'/operator/image/pullPolicy'"),
+        ("operator.resyncIntervalSeconds=0", "'/operator/resyncIntervalSeconds'"),
+    ],
+)
+def test_bad_values_are_refused_with_the_field_named(setting: str, message: str) -> None:
+    result = helm(
+        "template", "kanaria", str(CHART), "--kube-version", KUBE_VERSION, "--set", setting,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 # ------------------------------------------------------------------ matches manifests/
 
 
