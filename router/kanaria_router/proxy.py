@@ -159,6 +159,8 @@ class Router:
             timeout=self.timeout,
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
+            # clients' Cookie headers are forwarded as they are; a jar would only cost time
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         await self.mirror.start(self.session)
 

@@ -1,0 +1,400 @@
+"""Router benchmark: Kanaria's router vs nginx, FastAPI + httpx and a bare aiohttp proxy.
+
+Two setups in one run. (1) Capacity: every proxy in front of a stub backend
+(nginx answering a fixed, valid V2 body with ``return 200``), so the proxy's own
+cost is what is measured. (2) Realistic: Kanaria's small model server (MLP
+64-256-256-10, ``kanaria serve-model``) behind each proxy.
+
+Each proxy runs one worker pinned with ``taskset`` to its own CPU
+(``--proxy-cpu``); the backends and wrk share the other (``--aux-cpu``). wrk -t1
+POSTs a one-row V2 request at 1, 8 and 64 connections; we print req/s, p50,
+p99, errors and, for Kanaria's router, its own CPU time per request (utime +
+stime from ``/proc/PID/stat`` over the run; every proxy's is measured, since on a
+busy machine CPU per request drifts far less than req/s). Kanaria's router is run with a
+90/10 weighted split; then with the split plus 100% mirroring to a third
+version; then with a shadow that takes 100 ms per answer, to show the client's
+p99 does not move. Numbers on a shared machine drift between runs: read the
+ratios against the baselines measured in the same run.
+
+    python -m bench --only router [--quick]
+    python -m bench.router [--quick] [--duration S] [--connections 1,8,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "wrk_post.lua"
+STUB_ANSWER = (
+    '{"model_name":"bench","model_version":"v1","id":"1","outputs":[{"name":"probabilities",'
+    '"datatype":"FP32","shape":[1,3],"data":[0.1,0.7,0.2]}]}'
+)
+SMALL = (64, 256, 256, 10)
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    cpu_us: float | None = None
+    """Proxy CPU time per request, microseconds (user + system, from /proc/PID/stat)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pinned(cpu: str | None, cmd: Sequence[str]) -> list[str]:
+    if cpu is None or shutil.which("taskset") is None:
+        return list(cmd)
+    return ["taskset", "-c", cpu, *cmd]
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+@contextmanager
+def process(
+    cmd: Sequence[str], ready_url: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` until the block ends (stopped by PID: SIGTERM, then SIGKILL)."""
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            list(cmd), stdout=fh, stderr=subprocess.STDOUT, cwd=HERE.parent,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+    try:
+        wait_ready(ready_url, proc)
+        yield proc
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}\n{log.read_text(errors='replace')[-2000:]}") from exc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def run_wrk(
+    url: str, body: Path, connections: int, seconds: float, cpu: str | None, pid: int | None = None
+) -> Result:
+    """One wrk run; with ``pid``, also that process's CPU time per request."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk not found (Debian package wrk; make system-deps installs it)")
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    before = cpu_ticks(pid) if pid else 0
+    out = subprocess.run(
+        pinned(cpu, [*cmd, "-s", str(LUA), url]),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KANARIA_BENCH_BODY": str(body)},
+        check=False,
+    )
+    after = cpu_ticks(pid) if pid else 0
+    match = re.search(
+        r"KANARIA_RESULT requests=(\d+) duration_us=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+)",
+        out.stdout,
+    )
+    if match is None:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    requests, duration, errors, p50, p99 = (int(g) for g in match.groups())
+    cpu_us = None
+    if pid and requests:
+        cpu_us = (after - before) / os.sysconf("SC_CLK_TCK") / requests * 1e6
+    return Result(requests / (duration / 1e6), p50 / 1000, p99 / 1000, errors, requests, cpu_us)
+
+
+def nginx_conf(tmp: Path, name: str, body: str) -> Path:
+    """An nginx config (one worker, no daemon) whose ``http`` block is ``body``."""
+    d = tmp / name
+    d.mkdir()
+    conf = d / "nginx.conf"
+    temps = "\n".join(
+        f"  {k}_temp_path {d / k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf.write_text(
+        "worker_processes 1;\nmaster_process off;\ndaemon off;\n"
+        f"pid {d / 'nginx.pid'};\nerror_log {d / 'error.log'};\n"
+        f"events {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n{temps}\n{body}\n}}\n"
+    )
+    return conf
+
+
+def nginx_binary() -> str:
+    path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
+    if not path:
+        raise RuntimeError("nginx not found (Debian package nginx-light; make system-deps)")
+    return path
+
+
+def stub_conf(tmp: Path, ports: Sequence[int]) -> Path:
+    servers = "\n".join(
+        f"  server {{ listen 127.0.0.1:{p}; location / {{ default_type application/json; "
+        f"return 200 '{STUB_ANSWER}'; }} }}"
+        for p in ports
+    )
+    return nginx_conf(tmp, "stub", servers)
+
+
+def nginx_proxy_conf(tmp: Path, port: int, upstream: str) -> Path:
+    host = upstream.removeprefix("http://")
+    return nginx_conf(
+        tmp,
+        f"proxy-{port}",
+        f"  upstream backend {{ server {host}; keepalive 128; }}\n"
+        f"  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://backend; "
+        f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }}',
+    )
+
+
+def routes_doc(v1: str, v2: str, mirror: str | None) -> str:
+    doc: dict[str, object] = {
+        "models": {
+            "bench": {
+                "versions": {
+                    "v1": {"url": v1, "weight": 90},
+                    "v2": {"url": v2, "weight": 10},
+                    **({"shadow": {"url": mirror, "weight": 0}} if mirror else {}),
+                },
+                **({"mirror": {"version": "shadow", "percent": 100}} if mirror else {}),
+            }
+        }
+    }
+    return json.dumps(doc)
+
+
+@dataclass
+class Bench:
+    tmp: Path
+    body: Path
+    connections: list[int]
+    seconds: float
+    proxy_cpu: str | None
+    aux_cpu: str | None
+
+    def measure(self, url: str, pid: int | None = None) -> dict[int, Result]:
+        run_wrk(url, self.body, max(self.connections), min(self.seconds, 2.0), self.aux_cpu)
+        return {
+            c: run_wrk(url, self.body, c, self.seconds, self.aux_cpu, pid) for c in self.connections
+        }
+
+    def kanaria(self, v1: str, v2: str, mirror: str | None, label: str) -> dict[int, Result]:
+        port = free_port()
+        config = self.tmp / f"routes-{label}.yaml"
+        config.write_text(routes_doc(v1, v2, mirror))
+        cmd = [sys.executable, "-m", "kanaria", "route", "--config", str(config), "--host",
+               "127.0.0.1", "--port", str(port), "--log-level", "WARNING"]  # fmt: skip
+        with process(
+            pinned(self.proxy_cpu, cmd),
+            f"http://127.0.0.1:{port}/v2/health/ready",
+            self.tmp / f"kanaria-{label}.log",
+        ) as proc:
+            return self.measure(f"http://127.0.0.1:{port}/v2/models/bench/infer", proc.pid)
+
+    def nginx(self, upstream: str) -> dict[int, Result]:
+        port = free_port()
+        conf = nginx_proxy_conf(self.tmp, port, upstream)
+        cmd = [nginx_binary(), "-c", str(conf), "-p", str(conf.parent)]
+        with process(
+            pinned(self.proxy_cpu, cmd), f"http://127.0.0.1:{port}/", self.tmp / f"ng-{port}.log"
+        ) as proc:
+            return self.measure(f"http://127.0.0.1:{port}/v2/models/bench/infer", proc.pid)
+
+    def python_proxy(self, module: str, upstream: str) -> dict[int, Result]:
+        port = free_port()
+        cmd = [sys.executable, "-m", module, "--port", str(port), "--upstream", upstream]
+        with process(
+            pinned(self.proxy_cpu, cmd),
+            f"http://127.0.0.1:{port}/v2/health/ready",
+            self.tmp / f"{module}-{port}.log",
+        ) as proc:
+            return self.measure(f"http://127.0.0.1:{port}/v2/models/bench/infer", proc.pid)
+
+
+def table(title: str, rows: list[tuple[str, dict[int, Result]]], connections: list[int]) -> None:
+    print(f"\n## {title}")
+    print("| proxy | conns | req/s | p50 ms | p99 ms | errors | proxy CPU µs/req |")
+    print("|---|---|---|---|---|---|---|")
+    for c in connections:
+        for label, results in rows:
+            r = results[c]
+            cpu = f"{r.cpu_us:.0f}" if r.cpu_us is not None else ""
+            print(f"| {label} | {c} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+                  f"{r.errors} | {cpu} |")  # fmt: skip
+    sys.stdout.flush()
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.router", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="2-second runs, smoke test only")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
+    parser.add_argument("--connections", default="1,8,64", help="comma-separated list")
+    parser.add_argument("--proxy-cpu", default="0", help="CPU list for taskset of each proxy")
+    last = str((os.cpu_count() or 1) - 1)
+    parser.add_argument("--aux-cpu", default=last, help="CPU list for wrk and the backends")
+    parser.add_argument(
+        "--no-realistic", action="store_true", help="skip setup (2), the model server"
+    )
+    args = parser.parse_args(argv)
+    seconds = 2.0 if args.quick else args.duration
+    connections = sorted({int(c) for c in args.connections.split(",")})
+    print(
+        f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; proxies pinned to CPU "
+        f"{args.proxy_cpu}, wrk -t1 and backends to CPU {args.aux_cpu}; {seconds:g}s per run",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="kanaria-bench-router-") as tmp_name:
+        tmp = Path(tmp_name)
+        body = tmp / "body.json"
+        one_row = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
+        body.write_text(json.dumps({"inputs": [one_row]}))
+        b = Bench(tmp, body, connections, seconds, args.proxy_cpu, args.aux_cpu)
+        ports = [free_port() for _ in range(3)]
+        stub = stub_conf(tmp, ports)
+        v1, v2, v3 = (f"http://127.0.0.1:{p}" for p in ports)
+        shadow_port = free_port()
+        slow = f"http://127.0.0.1:{shadow_port}"
+        slow_cmd = [sys.executable, "-m", "bench.router_slow_shadow", "--port", str(shadow_port)]
+        with (
+            process(
+                pinned(args.aux_cpu, [nginx_binary(), "-c", str(stub), "-p", str(stub.parent)]),
+                f"{v1}/",
+                tmp / "stub.log",
+            ),
+            process(
+                pinned(args.aux_cpu, [*slow_cmd, "--delay", "0.1"]),
+                f"{slow}/v2/health/ready",
+                tmp / "slow-shadow.log",
+            ),
+        ):
+            direct = b.measure(f"{v1}/v2/models/bench/infer")
+            split = b.kanaria(v1, v2, None, "split")
+            mirror = b.kanaria(v1, v2, v3, "mirror")
+            slow_shadow = b.kanaria(v1, v2, slow, "slow-shadow")
+            ng = b.nginx(v1)
+            bare = b.python_proxy("bench.router_bare_proxy", v1)
+            fastapi = b.python_proxy("bench.router_fastapi_proxy", v1)
+        table(
+            "(1) capacity: proxies in front of a stub (nginx `return 200`)",
+            [
+                ("direct to stub", direct),
+                ("nginx proxy", ng),
+                ("bare aiohttp proxy", bare),
+                ("FastAPI + httpx proxy", fastapi),
+                ("kanaria 90/10 split", split),
+                ("kanaria 90/10 + 100% mirror", mirror),
+                ("kanaria 90/10 + 100% mirror to a 100 ms shadow", slow_shadow),
+            ],
+            connections,
+        )
+        top = max(connections)
+        print("\n## ratios and floors (issue 6)")
+        print(f"kanaria split @{top}: {split[top].rps / ng[top].rps:.3f}x nginx, "
+              f"{split[top].rps / bare[top].rps:.2f}x bare aiohttp, "
+              f"{split[top].rps / fastapi[top].rps:.2f}x FastAPI+httpx")  # fmt: skip
+        print(f"split @{top}: {split[top].rps:,.0f} req/s (floor 3,000): "
+              f"{verdict(split[top].rps >= 3000)}")  # fmt: skip
+        print(f"split + 100% mirror @{top}: {mirror[top].rps:,.0f} req/s (floor 1,500): "
+              f"{verdict(mirror[top].rps >= 1500)}")  # fmt: skip
+        if 1 in connections:
+            added = split[1].p50_ms - direct[1].p50_ms
+            print(f"added p50 @1: {added:.3f} ms (floor <= 0.6 ms): {verdict(added <= 0.6)}")
+        for c in connections:
+            change = slow_shadow[c].p99_ms / split[c].p99_ms - 1
+            print(f"100 ms shadow vs no shadow, client p99 @{c}: {split[c].p99_ms:.2f} -> "
+                  f"{slow_shadow[c].p99_ms:.2f} ms ({change:+.0%}; floor <= +10%): "
+                  f"{verdict(change <= 0.10)}")  # fmt: skip
+        if not args.no_realistic:
+            realistic(b, tmp, args.aux_cpu)
+    return 0
+
+
+def realistic(b: Bench, tmp: Path, aux_cpu: str | None) -> None:
+    """Setup (2): the small model server behind each proxy."""
+    try:
+        from kanaria.modelgen import mlp_classifier
+    except ImportError as exc:  # onnx missing: the local extra is not installed
+        print(f"\n## (2) realistic: skipped ({exc})")
+        return
+    import numpy as np
+
+    model = mlp_classifier(tmp / "small.onnx", layers=SMALL)
+    x = np.random.default_rng(1).standard_normal(SMALL[0]).round(4).tolist()
+    one_row = {"name": "input", "shape": [1, SMALL[0]], "datatype": "FP32", "data": x}
+    b.body.write_text(json.dumps({"inputs": [one_row]}))
+    port = free_port()
+    server = f"http://127.0.0.1:{port}"
+    cmd = [
+        *(sys.executable, "-m", "kanaria", "serve-model", "--model", str(model)),
+        *("--name", "bench", "--port", str(port), "--intra-op-threads", "1"),
+        *("--log-level", "warning"),
+    ]
+    with process(pinned(aux_cpu, cmd), f"{server}/v2/health/ready", tmp / "model-server.log"):
+        direct = b.measure(f"{server}/v2/models/bench/infer")
+        split = b.kanaria(server, server, None, "model-split")
+        mirror = b.kanaria(server, server, server, "model-mirror")
+        ng = b.nginx(server)
+        fastapi = b.python_proxy("bench.router_fastapi_proxy", server)
+    table(
+        f"(2) realistic: kanaria serve-model, MLP {SMALL}, behind each proxy",
+        [
+            ("direct to model server", direct),
+            ("nginx proxy", ng),
+            ("FastAPI + httpx proxy", fastapi),
+            ("kanaria 90/10 split", split),
+            ("kanaria 90/10 + 100% mirror (same server)", mirror),
+        ],
+        b.connections,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
