@@ -8,6 +8,7 @@ invariants that make a rollout safe must hold.
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Any
 
@@ -229,3 +230,46 @@ def test_status_round_trips_through_json(spec: ModelDeploymentSpec) -> None:
     d2 = decide(_with_model(spec, "v2"), d.status, Observations(), T0 + timedelta(seconds=1))
     text = d2.status.model_dump_json()
     assert ModelDeploymentStatus.model_validate_json(text) == d2.status
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.sampled_from([10, 30, 60, 120]), VERDICTS), min_size=1, max_size=60)
+)
+def test_retraining_requests_need_a_sustained_crossing_and_respect_the_cooldown(
+    steps: list[tuple[int, Verdict]],
+) -> None:
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "model": {"version": "v1", "uri": "file:///v1.onnx"},
+            "strategy": {"blueGreen": {}},
+            "retraining": {"threshold": 0.2, "duration": "2m", "cooldown": "10m"},
+        }
+    )
+    now = T0
+    status = decide(spec, None, Observations(), now).status
+    ready = {"v1": VersionObservation(ready=True)}
+    requested: list[Any] = []
+    crossing_since: Any = None
+    for dt, verdict in steps:
+        now += timedelta(seconds=dt)
+        (req,) = plan_measurements(spec, status, now) or (None,)
+        m = None
+        if req is not None:
+            m = Measurement(metric=req.gate.name, version=req.version, verdict=verdict, time=now)
+            if verdict is Verdict.Successful:
+                crossing_since = None
+            elif verdict is Verdict.Failed and crossing_since is None:
+                crossing_since = now
+        d = decide(spec, status, Observations(versions=ready, retraining=m), now)
+        for a in d.actions:
+            if a.type == "retrain":
+                assert m is not None
+                assert m.verdict is Verdict.Failed
+                assert crossing_since is not None
+                assert now - crossing_since >= timedelta(minutes=2)
+                assert a.since == crossing_since
+                requested.append(now)
+        status = d.status
+    for earlier, later in itertools.pairwise(requested):
+        assert later - earlier >= timedelta(minutes=10)
