@@ -299,6 +299,21 @@ def test_every_alert_expression_parses_and_the_rules_load_healthy(stack: Stack) 
     procs.wait_until(rules_healthy, 60, "Prometheus to evaluate every alert rule", interval=1.0)
 
 
+def test_a_disagreeing_shadow_makes_its_alert_pending(stack: Stack) -> None:
+    """v3 is a different model: the disagreement alert's expression matches live data."""
+
+    def pending() -> bool:
+        body = httpx.get(f"{stack.prometheus}/api/v1/alerts", timeout=30).json()
+        return any(
+            a["labels"]["alertname"] == "KanariaShadowDisagreement"
+            and a["labels"]["version"] == "v3"
+            and a["state"] == "pending"
+            for a in body["data"]["alerts"]
+        )
+
+    procs.wait_until(pending, 90, "KanariaShadowDisagreement to go pending for v3", interval=1.0)
+
+
 def test_no_alert_fires_on_a_healthy_data_plane(stack: Stack) -> None:
     body = httpx.get(f"{stack.prometheus}/api/v1/alerts", timeout=30).json()
     firing = {a["labels"]["alertname"] for a in body["data"]["alerts"] if a["state"] == "firing"}
