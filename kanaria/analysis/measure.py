@@ -20,8 +20,8 @@ from kanaria.rollout.types import MeasurementRequest
 
 def queries(
     request: MeasurementRequest, model: str, namespace: str | None
-) -> tuple[MetricQuery, MetricQuery | None]:
-    """The value query and (when minRequests is set) the request-count query."""
+) -> tuple[MetricQuery, MetricQuery]:
+    """The value query and the request-count query (every verdict needs traffic)."""
     gate = request.gate
     window = request.interval
     seconds = parse_duration(window)
@@ -36,8 +36,6 @@ def queries(
         quantile=gate.quantile,
         traffic=request.traffic,
     )
-    if request.minRequests <= 0:
-        return value, None
     count = MetricQuery(
         promql=count_query(
             gate.builtin, model, request.version, namespace, window, request.traffic
@@ -65,14 +63,13 @@ def measure(
     value_q, count_q = queries(request, model, namespace)
     base = {"metric": request.gate.name, "version": request.version, "query": value_q.promql}
     try:
-        if count_q is not None:
-            try:
-                count = source.measure(count_q, now)
-            except NoDataError:
-                count = 0.0
-            ok, why = enough_requests(count, request.minRequests, request.interval)
-            if not ok:
-                return Measurement(**base, verdict=Verdict.Inconclusive, reason=why, time=now)
+        try:
+            count = source.measure(count_q, now)
+        except NoDataError:
+            count = 0.0
+        ok, why = enough_requests(count, request.minRequests, request.interval)
+        if not ok:
+            return Measurement(**base, verdict=Verdict.Inconclusive, reason=why, time=now)
         value = source.measure(value_q, now)
     except MetricError as exc:
         return Measurement(**base, verdict=exc.verdict, reason=exc.reason, time=now)

@@ -23,7 +23,14 @@ def judge(value: float, gate: MetricGate) -> tuple[Verdict, str]:
 
 
 def enough_requests(count: float, minimum: int, window: str) -> tuple[bool, str]:
-    """Is ``count`` at least ``minimum``? With the reason when not."""
-    if minimum <= 0 or count >= minimum:
+    """Is ``count`` at least ``minimum`` (and at least one)? With the reason when not.
+
+    Zero observations are never enough, whatever minRequests says: a gauge such as
+    input drift still has a value when no request arrived, and a verdict on no
+    traffic would promote (or roll back) a version nobody used.
+    """
+    if count >= max(minimum, 1):
         return True, ""
+    if count <= 0:
+        return False, f"no requests in {window}: nothing to judge"
     return False, f"only {count:.0f} requests in {window} (< minRequests {minimum})"

@@ -160,7 +160,7 @@ def request(min_requests: int = 0, **kw: object) -> MeasurementRequest:
 def test_measure_maps_every_outcome_to_a_verdict(
     answer: float | Exception, verdict: Verdict, reason: str
 ) -> None:
-    m = measure(TableSource({"value": answer}), request(), "fraud", None, NOW)
+    m = measure(TableSource({"count": 100.0, "value": answer}), request(), "fraud", None, NOW)
     assert m.verdict is verdict
     assert reason in m.reason
     assert m.metric == "g"
@@ -177,9 +177,25 @@ def test_min_requests_makes_too_little_traffic_inconclusive() -> None:
     assert m.reason == "only 12 requests in 30s (< minRequests 50)"
     assert [q.kind for q in src.seen] == ["count"]  # never judged on too little data
     src = TableSource({"count": NoDataError("none"), "value": 0.5})
-    assert measure(src, request(min_requests=1), "fraud", None, NOW).reason.startswith("only 0")
+    m = measure(src, request(min_requests=1), "fraud", None, NOW)
+    assert m.reason == "no requests in 30s: nothing to judge"
     src = TableSource({"count": 80.0, "value": 0.5})
     assert measure(src, request(min_requests=50), "fraud", None, NOW).verdict is Verdict.Failed
+
+
+@pytest.mark.parametrize("count", [0.0, NoDataError("no series")])
+def test_no_traffic_is_never_judged_even_without_min_requests(count: float | Exception) -> None:
+    """A drift gauge keeps a value with no traffic; judging it would promote a version
+    nobody used."""
+    src = TableSource({"count": count, "value": 0.01})
+    m = measure(src, request(0, builtin="inputDrift", max=0.2), "fraud", None, NOW)
+    assert m.verdict is Verdict.Inconclusive
+    assert m.reason == "no requests in 30s: nothing to judge"
+
+
+def test_count_source_errors_are_errors() -> None:
+    src = TableSource({"count": SourceUnavailableError("down"), "value": 0.5})
+    assert measure(src, request(), "fraud", None, NOW).verdict is Verdict.Error
 
 
 def test_count_queries_follow_the_gate() -> None:

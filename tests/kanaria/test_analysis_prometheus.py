@@ -245,7 +245,7 @@ def test_unknown_version_is_inconclusive(source: PrometheusSource) -> None:
     verdict, value, reason = _measure(source, "v9", builtin="successRate", min=0.9)
     assert verdict is Verdict.Inconclusive
     assert value is None
-    assert "no series" in reason
+    assert reason == f"no requests in {WINDOW}: nothing to judge"
 
 
 def test_namespace_matcher_is_rendered_only_when_given(source: PrometheusSource) -> None:
@@ -261,6 +261,11 @@ def test_min_requests(source: PrometheusSource) -> None:
     assert _measure(source, min_requests=10, builtin="successRate", min=0.5)[0] is (
         Verdict.Successful
     )
+
+
+def test_no_series_is_inconclusive(source: PrometheusSource) -> None:
+    with pytest.raises(NoDataError, match="no series"):
+        source.instant('kanaria_router_requests_total{version="v9"}')
 
 
 def test_several_series_is_an_error_naming_them(source: PrometheusSource) -> None:
