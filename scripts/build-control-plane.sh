@@ -6,9 +6,10 @@
 #
 # Output: a version-keyed directory (printed on the last line of stdout) that
 # holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-# kwok and helm. A second run finds them and builds nothing. If
-# KUBEBUILDER_ASSETS points at a directory that already has the binaries, that
-# directory is used as it is.
+# kwok and helm, plus kwok-stages.yaml (kwok's own "fast" node and pod stages,
+# copied from its module: the kwok binary simulates nothing without them). A
+# second run finds them and builds nothing. If KUBEBUILDER_ASSETS points at a
+# directory that already has all of these, that directory is used as it is.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
@@ -19,9 +20,12 @@ BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwo
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
+STAGES=kwok-stages.yaml
+
 have_all() {
   local dir="$1" b
   for b in "${BINARIES[@]}"; do [[ -x "$dir/$b" ]] || return 1; done
+  [[ -s "$dir/$STAGES" ]]
 }
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && have_all "$KUBEBUILDER_ASSETS"; then
@@ -92,6 +96,21 @@ fi
 if [[ ! -x "$OUT/kwok" ]]; then
   log "building kwok $KWOK_VERSION"
   GOBIN="$OUT" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+fi
+
+# --- kwok's stages: node initialisation + lease heartbeat, pods Ready/Complete/deleted.
+if [[ ! -s "$OUT/$STAGES" ]]; then
+  log "writing $STAGES from sigs.k8s.io/kwok@$KWOK_VERSION"
+  stage_dir="$(go env GOMODCACHE)/sigs.k8s.io/kwok@${KWOK_VERSION}/kustomize/stage"
+  [[ -d "$stage_dir" ]] || (cd "$WORK" && go mod download "sigs.k8s.io/kwok@${KWOK_VERSION}")
+  {
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+      echo "---"
+      cat "$stage_dir/$f"
+    done
+  } > "$OUT/$STAGES.tmp"
+  mv "$OUT/$STAGES.tmp" "$OUT/$STAGES"
 fi
 
 # --- helm, for the chart tests.

@@ -23,8 +23,9 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,15 @@ class ControlPlaneUnavailableError(RuntimeError):
     """The binaries could not be found or built."""
 
 
+KWOK_STAGES = "kwok-stages.yaml"
+"""kwok's node and pod stages, written next to the binaries by the build script."""
+
+
 def _has_all(directory: Path) -> bool:
-    return all((directory / b).is_file() and os.access(directory / b, os.X_OK) for b in BINARIES)
+    binaries = all(
+        (directory / b).is_file() and os.access(directory / b, os.X_OK) for b in BINARIES
+    )
+    return binaries and (directory / KWOK_STAGES).is_file()
 
 
 def find_binaries() -> Path:
@@ -247,8 +255,21 @@ class ControlPlane:
         """``kubectl get ... -o json`` parsed."""
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def _wait(self, check: Callable[[], bool], what: str, interval: float) -> None:
+        """Poll ``check`` (errors mean "not yet"), but fail at once if a component died."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                if check():
+                    return
+            except Exception as exc:  # not up yet
+                last = exc
+            time.sleep(interval)
+        raise TimeoutError(f"timed out after {STARTUP_TIMEOUT}s waiting for {what} ({last})")
+
     def _ready(self) -> bool:
-        self._check_alive()
         pki = self.workdir / "pki"
         tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         tls.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
@@ -309,12 +330,7 @@ class ControlPlane:
             ],
         )  # fmt: skip
         write_kubeconfig(self.kubeconfig, self.server, pki)
-        procs.wait_until(
-            self._ready,
-            STARTUP_TIMEOUT,
-            "kube-apiserver /readyz",
-            interval=0.25,
-        )
+        self._wait(self._ready, "kube-apiserver /readyz", 0.25)
         kubeconfig = str(self.kubeconfig)
         self._start(
             "kube-controller-manager",
@@ -346,13 +362,12 @@ class ControlPlane:
                 "--v", "0",
             ],
         )  # fmt: skip
-        kwok_config = self.workdir / "kwok.yaml"
-        kwok_config.write_text("")
         self._start(
             "kwok",
             [
                 "--kubeconfig", kubeconfig,
-                "--config", str(kwok_config),
+                "--config", str(self.bin_dir / KWOK_STAGES),
+                "--node-lease-duration-seconds", "40",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector", f"{FAKE_NODE_ANNOTATION}=fake",
                 "--cidr", "10.244.0.0/16",
@@ -360,15 +375,9 @@ class ControlPlane:
             ],
         )  # fmt: skip
         self.apply(*(fake_node(n) for n in FAKE_NODES))
-        procs.wait_until(
-            self._nodes_ready,
-            STARTUP_TIMEOUT,
-            "kwok to mark the fake nodes Ready",
-            interval=0.5,
-        )
+        self._wait(self._nodes_ready, "kwok to mark the fake nodes Ready", 0.5)
 
     def _nodes_ready(self) -> bool:
-        self._check_alive()
         nodes = self.get_json("nodes")["items"]
         ready = [
             n
