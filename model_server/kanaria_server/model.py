@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import urllib.parse
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +45,20 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
-    @property
+    @cached_property
     def batchable(self) -> bool:
         """True when every input and output has a free first dimension (the batch)."""
         return all(t.shape and t.shape[0] == -1 for t in (*self.inputs, *self.outputs))
 
+    @cached_property
+    def _by_name(self) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
+        return {t.name: t for t in self.inputs}, {t.name: t for t in self.outputs}
+
     def input(self, name: str) -> TensorSpec | None:
-        return next((t for t in self.inputs if t.name == name), None)
+        return self._by_name[0].get(name)
 
     def output(self, name: str) -> TensorSpec | None:
-        return next((t for t in self.outputs if t.name == name), None)
+        return self._by_name[1].get(name)
 
 
 def _dims(shape: list[Any]) -> tuple[int, ...]:
