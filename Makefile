@@ -63,7 +63,7 @@ crd: setup
 # A kind cluster with the three images, the chart and a sample (needs Docker and kind);
 # `make kind-up MONITORING=1` adds kube-prometheus-stack and the monitoring pack.
 MONITORING ?= 0
-kind-up:
+kind-up: setup
 	MONITORING="$(MONITORING)" bash scripts/kind-up.sh
 
 kind-down:

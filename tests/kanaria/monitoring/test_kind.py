@@ -7,8 +7,11 @@ kind-up.sh stops with a clear message when a tool is missing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +19,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from kanaria.api import parse_model_deployment
 from tests.support.procs import require_binary
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -130,3 +134,51 @@ def test_make_passes_monitoring_to_kind_up() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert 'MONITORING="1" bash scripts/kind-up.sh' in result.stdout
+
+
+def test_kind_demo_points_the_sample_at_generated_models(tmp_path: Path) -> None:
+    out = tmp_path / "sample.yaml"
+    result = subprocess.run(
+        [
+            sys.executable, str(ROOT / "scripts" / "kind_demo.py"),
+            "--models-dir", str(tmp_path / "models"),
+            "--sample", str(ROOT / "manifests" / "samples" / "canary.yaml"),
+            "--url-base", "http://kanaria-demo-models.ml.svc:8000/",
+            "--out", str(out),
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    name, patch_text = result.stdout.splitlines()
+    sample = parse_model_deployment(out.read_text(), str(out))  # valid for kanaria.api
+    assert sample.metadata.name == name
+    model = sample.spec.model
+    assert model.version == "v1"
+    assert model.uri == "http://kanaria-demo-models.ml.svc:8000/v1.onnx"
+    v1 = (tmp_path / "models" / "v1.onnx").read_bytes()
+    assert model.sha256 == hashlib.sha256(v1).hexdigest()
+    patch = json.loads(patch_text)["spec"]["model"]
+    v2 = (tmp_path / "models" / "v2.onnx").read_bytes()
+    assert patch == {
+        "version": "v2",
+        "uri": "http://kanaria-demo-models.ml.svc:8000/v2.onnx",
+        "sha256": hashlib.sha256(v2).hexdigest(),
+    }
+    assert v1 != v2
+    assert len(v1) + len(v2) < 1024 * 1024  # fits one ConfigMap
+
+
+def test_kind_demo_refuses_a_sample_that_is_not_a_model_deployment(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: ConfigMap\nmetadata: {name: x}\n")
+    result = subprocess.run(
+        [
+            sys.executable, str(ROOT / "scripts" / "kind_demo.py"),
+            "--models-dir", str(tmp_path / "models"), "--sample", str(bad),
+            "--url-base", "http://x", "--out", str(tmp_path / "out.yaml"),
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "must be one ModelDeployment" in result.stderr
+    assert "Traceback" not in result.stderr
