@@ -7,6 +7,8 @@ configured with env vars alone and a laptop with flags alone.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -94,4 +96,6 @@ class Settings(BaseSettings):
         ge=0,
         description="Testing aid: extra delay added to every infer request, in milliseconds.",
     )
-    log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info", description="Log level: debug, info, warning, error or critical."
+    )
