@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from kanaria_operator.settings import OperatorSettings
 
 from kanaria.monitoring.render import CHART_FILES, DASHBOARD_FILE, MANIFESTS
 from scripts import helm_values_table
-from tests.support.controlplane import ControlPlane, control_plane  # noqa: F401  (fixture)
+from tests.support.controlplane import ControlPlane, ControlPlaneUnavailableError, find_binaries
 from tests.support.procs import REQUIRE_ALL
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -268,10 +270,44 @@ def test_values_table_check_notices_an_undocumented_field(tmp_path: Path) -> Non
 # ------------------------------------------------------------------ real control plane
 
 
+def _unavailable(message: str) -> None:
+    if REQUIRE_ALL:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def chart_cluster() -> Iterator[ControlPlane]:
+    """A control plane of the chart's own.
+
+    The chart's cluster-wide objects (CRD, ClusterRole kanaria-operator) and its
+    kanaria-system objects have the names manifests/operator uses, which the
+    operator tests kubectl-apply into the shared session control plane; Helm
+    refuses to adopt objects it did not create, so sharing would make the result
+    depend on test order.
+    """
+    if shutil.which("openssl") is None:
+        _unavailable("openssl not found: needed to make the test cluster's certificates")
+    try:
+        bin_dir = find_binaries()
+    except ControlPlaneUnavailableError as exc:
+        _unavailable(str(exc))
+        raise
+    workdir = Path(tempfile.mkdtemp(prefix="kanaria-chart-cp-"))
+    cluster = ControlPlane(bin_dir=bin_dir, workdir=workdir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.mark.controlplane
 def test_helm_install_and_upgrade_make_the_operator_available(
-    control_plane: ControlPlane,  # noqa: F811
+    chart_cluster: ControlPlane,
 ) -> None:
+    control_plane = chart_cluster
     ns = "kanaria-system"
     release = ["kanaria", str(CHART), "-n", ns]
     try:
