@@ -83,6 +83,11 @@ if [[ "$MONITORING" == 1 ]]; then
   )
 fi
 
+if [[ "$MONITORING" == 0 ]]; then
+  log "note: MONITORING=0 installs no Prometheus, so analysis gates measure Error and gated"
+  log "      rollouts roll back; use MONITORING=1 to see a rollout promote on real metrics"
+fi
+
 # --- 4. Kanaria
 log "installing the Kanaria chart into namespace kanaria-system"
 helm upgrade --install kanaria helm/kanaria \
