@@ -97,12 +97,14 @@ class ModelTable:
         if bounds:
             bounds[-1] = 100.0  # no gap at the top from float rounding
         mirror = routes.mirror
+        # an unready shadow gets no copies either (it would only count failures)
+        mirrored = mirror is not None and mirror.percent > 0 and versions[mirror.version].ready
         return cls(
             name=name,
             versions=versions,
             order=tuple(v.name for v in live),
             bounds=tuple(bounds),
-            mirror_version=mirror.version if mirror and mirror.percent > 0 else None,
+            mirror_version=mirror.version if mirror is not None and mirrored else None,
             mirror_percent=float(mirror.percent) if mirror else 0.0,
             sticky_header=routes.stickyKey.header if routes.stickyKey else None,
             sticky_cookie=routes.stickyKey.cookie if routes.stickyKey else None,

@@ -92,3 +92,22 @@ def test_fallback_picks_another_weighted_version() -> None:
 def test_zero_weight_versions_are_not_chosen() -> None:
     t = table({"v1": (100, True), "v2": (0, True)})
     assert {v.name for p in range(100) if (v := t.choose(float(p)))} == {"v1"}
+
+
+def test_an_unready_shadow_gets_no_copies() -> None:
+    def mirrored(ready: bool) -> str | None:
+        doc = {
+            "models": {
+                "m": {
+                    "versions": {
+                        "v1": {"url": "http://127.0.0.1:9000", "weight": 100},
+                        "v2": {"url": "http://127.0.0.1:9001", "ready": ready},
+                    },
+                    "mirror": {"version": "v2", "percent": 50},
+                }
+            }
+        }
+        return RouteTable.build(RoutesConfig.model_validate(doc)).models["m"].mirror_version
+
+    assert mirrored(True) == "v2"
+    assert mirrored(False) is None
