@@ -478,10 +478,23 @@ def _rows() -> tuple[RowSpec, ...]:
 
 ROWS: Final = _rows()
 
+ANNOTATIONS: Final = (
+    Query(
+        f"sum by ({MODEL_KEYS}, event) (increase({m.ROLLOUT_TRANSITIONS}{{{SEL}}}[1m])) > 0",
+        "{{model}} {{event}}",
+    ),
+)
+"""Rollout events (Promoted, RolledBack, ...) drawn as annotations on every time series."""
+
 
 def all_queries() -> list[tuple[PanelSpec, Query]]:
     """Every (panel, query) pair of the dashboard, in order."""
     return [(panel, query) for row in ROWS for panel in row.panels for query in panel.queries]
+
+
+def all_exprs() -> list[str]:
+    """Every PromQL expression in the dashboard: panel targets and annotations."""
+    return [q.expr for _, q in all_queries()] + [a.expr for a in ANNOTATIONS]
 
 
 def resolve(expr: str) -> str:
@@ -506,6 +519,14 @@ def build() -> dict[str, Any]:
         .tooltip(DashboardCursorSync.CROSSHAIR)
         .time("now-1h", "now")
         .refresh("30s")
+        .annotation(
+            gd.AnnotationQuery()
+            .name("Rollout events")
+            .datasource(datasource)
+            .enable(True)
+            .icon_color("orange")
+            .expr(ANNOTATIONS[0].expr)
+        )
         .with_variable(gd.DatasourceVariable("datasource").label("Data source").type("prometheus"))
         .with_variable(
             gd.QueryVariable("namespace")

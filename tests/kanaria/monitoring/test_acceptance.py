@@ -284,9 +284,13 @@ def test_per_version_panels_show_every_routed_version(stack: Stack) -> None:
     assert min(agreement) < 1.0
 
 
-def test_every_alert_expression_parses_and_the_rules_load_healthy(stack: Stack) -> None:
+def test_every_alert_and_annotation_expression_parses_and_the_rules_load_healthy(
+    stack: Stack,
+) -> None:
     for alert in alerts.ALERTS:
         _result(stack, alert.expr)
+    for annotation in dashboard.ANNOTATIONS:
+        _result(stack, annotation.expr)
 
     def rules_healthy() -> bool:
         body = httpx.get(f"{stack.prometheus}/api/v1/rules", timeout=30).json()

@@ -94,10 +94,10 @@ def test_every_alert_carries_severity_summary_and_runbook() -> None:
 
 def test_every_dashboard_query_parses_for_promtool(tmp_path: Path) -> None:
     """A fast parse check of the panel queries (the acceptance test also runs them)."""
-    queries = dashboard.all_queries()
+    queries = dashboard.all_exprs()
     rules = [
-        {"record": f"kanaria:panel_{i}", "expr": dashboard.resolve(query.expr)}
-        for i, (_, query) in enumerate(queries)
+        {"record": f"kanaria:panel_{i}", "expr": dashboard.resolve(expr)}
+        for i, expr in enumerate(queries)
     ]
     path = tmp_path / "panels.yaml"
     path.write_text(to_yaml({"groups": [{"name": "panels", "rules": rules}]}))
