@@ -134,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chart", type=Path, default=CHART, help="chart directory")
     args = parser.parse_args(argv)
     chart: Path = args.chart
-    values_text = (chart / "values.yaml").read_text(encoding="utf-8")
     readme_path = chart / "README.md"
     try:
+        values_text = (chart / "values.yaml").read_text(encoding="utf-8")
         missing = undocumented(values_text)
         if missing:
             print(
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         readme = readme_path.read_text(encoding="utf-8")
         new = updated_readme(readme, values_text)
-    except (ValuesDocError, yaml.YAMLError) as exc:
+    except (OSError, ValuesDocError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.check:

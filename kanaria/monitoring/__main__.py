@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in stale:
             print(f"out of date: {path} (run: python -m kanaria.monitoring)", file=sys.stderr)
         return 1 if stale else 0
-    for path in write_all(root):
+    try:
+        changed = write_all(root)
+    except OSError as exc:
+        print(f"error: cannot write the monitoring files under {root}: {exc}", file=sys.stderr)
+        return 1
+    for path in changed:
         print(f"wrote {path}")
     return 0
 

@@ -8,6 +8,7 @@ kubelet so the operator Deployment becomes Available without running its image.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -35,6 +36,13 @@ NAMESPACE = "kanaria-system"
 HELM_ONLY_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance"}
 
 
+def _unavailable(message: str) -> None:
+    if REQUIRE_ALL:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@functools.cache
 def helm_binary() -> str:
     """helm from the control-plane binaries, else PATH; skip (fail in CI) when absent."""
     for var in ("KANARIA_CONTROL_PLANE", "KUBEBUILDER_ASSETS"):
@@ -44,10 +52,11 @@ def helm_binary() -> str:
     found = shutil.which("helm")
     if found:
         return found
-    message = "helm not found: set KANARIA_CONTROL_PLANE (make control-plane builds it)"
-    if REQUIRE_ALL:
-        pytest.fail(message)
-    pytest.skip(message)
+    try:  # the control-plane build (cached after the first run) includes helm
+        return str(find_binaries() / "helm")
+    except ControlPlaneUnavailableError as exc:
+        _unavailable(f"helm not found: {exc}")
+        raise
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -270,12 +279,6 @@ def test_values_table_check_notices_an_undocumented_field(tmp_path: Path) -> Non
 # ------------------------------------------------------------------ real control plane
 
 
-def _unavailable(message: str) -> None:
-    if REQUIRE_ALL:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def chart_cluster() -> Iterator[ControlPlane]:
     """A control plane of the chart's own.
@@ -344,3 +347,10 @@ def test_helm_install_and_upgrade_make_the_operator_available(
         assert len([c for c in crds if c["spec"]["group"] == "kanaria.io"]) == len(shipped)
     finally:
         control_plane.helm("uninstall", "kanaria", "-n", ns, "--wait", check=False)
+
+
+def test_values_table_reports_a_missing_chart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert helm_values_table.main(["--check", "--chart", str(tmp_path / "nope")]) == 1
+    assert "error:" in capsys.readouterr().err

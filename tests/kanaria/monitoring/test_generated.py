@@ -148,3 +148,10 @@ def test_monitors_cover_router_model_servers_and_operator() -> None:
             assert relabel["targetLabel"] == promql.COMPONENT_LABEL
             components.add(relabel["replacement"])
     assert components == set(promql.COMPONENTS)
+
+
+def test_cli_reports_an_unwritable_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "kanaria" / "monitoring").mkdir(parents=True)
+    (tmp_path / "manifests").write_text("a file where a directory belongs")
+    assert main(["--root", str(tmp_path)]) == 1
+    assert "cannot write the monitoring files" in capsys.readouterr().err
