@@ -354,3 +354,27 @@ def test_values_table_reports_a_missing_chart(
 ) -> None:
     assert helm_values_table.main(["--check", "--chart", str(tmp_path / "nope")]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.controlplane
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_every_ci_rendering_is_accepted_by_the_api_server(
+    chart_cluster: ControlPlane, values: Path
+) -> None:
+    """Server-side dry run of each rendering: the real apiserver validates every object.
+
+    The Prometheus Operator's kinds are left out (their CRDs are not in the test
+    cluster); the monitoring tests check those objects against manifests/monitoring.
+    """
+    docs = [
+        d
+        for d in render("-f", str(values))
+        if not d["apiVersion"].startswith("monitoring.coreos.com/")
+    ]
+    for ns in sorted({d["metadata"].get("namespace") for d in docs} - {None}):
+        chart_cluster.kubectl("create", "namespace", ns, check=False)
+    result = chart_cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs), check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(server dry run)") == len(docs)
