@@ -109,7 +109,8 @@ def _run_kind_up(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedPro
 
 
 def test_kind_up_names_the_missing_tool(tmp_path: Path) -> None:
-    result = _run_kind_up(tmp_path, {"CONTAINER_ENGINE": "docker", "SAMPLE": "kind-config.yaml"})
+    env = {"CONTAINER_ENGINE": "docker", "SAMPLE": "kind-config.yaml", "DEMO_MODELS": "0"}
+    result = _run_kind_up(tmp_path, env)
     assert result.returncode == 1
     assert "docker not found on PATH" in result.stderr
 
@@ -121,9 +122,15 @@ def test_kind_up_rejects_a_bad_monitoring_flag_before_doing_anything(tmp_path: P
 
 
 def test_kind_up_rejects_a_missing_sample(tmp_path: Path) -> None:
-    result = _run_kind_up(tmp_path, {"SAMPLE": "nope.yaml"})
+    result = _run_kind_up(tmp_path, {"SAMPLE": "nope.yaml", "DEMO_MODELS": "0"})
     assert result.returncode == 1
     assert "sample nope.yaml not found" in result.stderr
+
+
+def test_kind_up_asks_for_the_venv_when_demo_models_need_it(tmp_path: Path) -> None:
+    result = _run_kind_up(tmp_path, {"PYTHON": str(tmp_path / "no-python")})
+    assert result.returncode == 1
+    assert "no-python not found: run make setup (or DEMO_MODELS=0)" in result.stderr
 
 
 def test_make_passes_monitoring_to_kind_up() -> None:
