@@ -26,6 +26,7 @@ from kanaria_operator.measure import PrometheusMeasure
 from kanaria_operator.objects import COMMAND_ANNOTATION, GROUP, PLURAL, Images
 from kanaria_operator.reconcile import Reconciler
 from kanaria_operator.settings import OperatorSettings
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from prometheus_client import start_http_server
 
 VERSION = "v1alpha1"
@@ -81,10 +82,20 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     ours = _runtime.configured or OperatorSettings()
     settings.persistence.finalizer = FINALIZER
     settings.posting.enabled = False  # we post our own Events, one per engine event
+    # No dynamic scanning of CRDs and namespaces: it needs cluster-wide list/watch on
+    # both, and the operator serves one resource that must be installed first.
+    settings.scanning.disabled = True
     settings.execution.max_workers = 64
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     kube = Kube(load_api_client(ours.kubeconfig))
+    try:
+        await asyncio.to_thread(lambda: kube.modeldeployments)
+    except ResourceNotFoundError as exc:
+        raise kopf.PermanentError(
+            "the ModelDeployment CRD is not installed: kubectl apply -f manifests/crds "
+            "(or install the Helm chart) before starting the operator"
+        ) from exc
     reconciler = Reconciler(
         kube,
         Images(ours.server_image, ours.router_image, ours.image_pull_policy),
@@ -131,15 +142,24 @@ async def cleanup(**_: Any) -> None:
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """Log in with the operator's kubeconfig setting, else kopf's usual sources."""
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf connects with the same credentials as our own client (the --kubeconfig
+    setting, else in-cluster, else ~/.kube/config)."""
     ours = _runtime.configured or OperatorSettings()
-    if ours.kubeconfig is not None:
-        import os  # noqa: PLC0415
-
-        os.environ["KUBECONFIG"] = str(ours.kubeconfig)
-    info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
-    return info
+    cfg = load_api_client(ours.kubeconfig).configuration
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _sep, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or ("Bearer" if token else None),
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -60,7 +61,12 @@ class Kube:
     def dynamic(self) -> DynamicClient:
         with self._lock:
             if self._dynamic is None:
-                self._dynamic = DynamicClient(self.api_client)  # type: ignore[no-untyped-call]
+                # A private discovery cache: the default one in /tmp is shared by every
+                # process on the host and may predate the CRD.
+                cache = Path(tempfile.mkdtemp(prefix="kanaria-operator-")) / "discovery.json"
+                self._dynamic = DynamicClient(  # type: ignore[no-untyped-call]
+                    self.api_client, cache_file=str(cache)
+                )
             return self._dynamic
 
     def resource(self, api_version: str, kind: str) -> Resource:
