@@ -31,11 +31,19 @@ from kanaria_server.batching import Batcher
 from kanaria_server.errors import (
     BadRequestError,
     ModelLoadError,
-    PayloadTooLargeError,
     ServerError,
 )
 from kanaria_server.feedback import FeedbackStore, parse_feedback
-from kanaria_server.infer import InferHandler, Receive, Scope, Send, check_model
+from kanaria_server.infer import (
+    ClientGoneError,
+    InferHandler,
+    Receive,
+    Scope,
+    Send,
+    check_model,
+    int_header,
+    read_body,
+)
 from kanaria_server.model import LoadedModel, load_model
 from kanaria_server.monitoring import Monitor
 from kanaria_server.predlog import PredictionLog
@@ -70,26 +78,6 @@ def _error_response(exc: ServerError, headers: dict[str, str] | None = None) -> 
     return _json({"error": exc.message}, exc.status, headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise BadRequestError("Content-Length must be a non-negative integer")
-        if int(declared) > limit:
-            raise PayloadTooLargeError(
-                f"request body of {declared} bytes exceeds the {limit}-byte limit"
-            )
-        return await request.body()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"request body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 
 
@@ -115,7 +103,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     Without ``on_fatal`` a load failure leaves the server live but never ready
     (``/v2/health/ready`` answers 503 with the reason).
     """
-    disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the scrape size for no gate's benefit
+    # *_created series would double the scrape size for no gate's or dashboard's benefit
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     monitor = Monitor(settings.name, settings.version, settings.drift_window)
     state = ServerState(
         settings, monitor, FeedbackStore(settings.feedback_capacity, settings.feedback_ttl_s)
@@ -259,7 +248,9 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                 )
             if state.feedback.capacity <= 0:
                 raise BadRequestError("feedback is disabled (feedback_capacity is 0)")
-            body = await _read_body(request, settings.max_body_bytes)
+            length = request.headers.get("content-length")
+            declared = int_header(length.encode(), "Content-Length") if length else None
+            body = await read_body(request.receive, declared, settings.max_body_bytes)
             try:
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
@@ -268,6 +259,9 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
         except ServerError as exc:
             monitor.count_request("feedback", exc.status)
             return _error_response(exc, headers)
+        except ClientGoneError:  # nobody to answer; 499 as nginx logs it
+            monitor.count_request("feedback", 499)
+            return Response(status_code=499)
         children = monitor.feedback_children
         if result.correct:
             children["correct"].inc(result.correct)

@@ -1,11 +1,14 @@
 """Dynamic batching: merge concurrent infer requests into one onnxruntime call.
 
-Requests wait in an asyncio queue; one collector coroutine takes what is queued
-(up to ``max_batch_size`` rows, optionally waiting ``max_batch_delay`` for more),
-and hands the merged batch to a single inference thread, so the event loop is
-never blocked by onnxruntime and onnxruntime is never called from two threads.
-While a batch runs, new requests queue up and form the next one: under load,
-batches grow by themselves; at low load, a request runs alone at once.
+Requests wait in a queue that one inference thread drains: it takes what is
+queued (up to ``max_batch_size`` rows, optionally waiting ``max_batch_delay`` for
+more), runs it, and hands each request its rows back on the event loop with one
+``call_soon_threadsafe`` per batch. The event loop is never blocked by
+onnxruntime, onnxruntime is never called from two threads, and there is no
+executor or collector task in between (measured: they cost more per request
+than a small model's inference). While a batch runs, new requests queue up and
+form the next one: under load, batches grow by themselves; at low load, a
+request runs alone at once.
 
 A batch that fails is retried one request at a time, so one bad request never
 fails the others that happened to share its batch.
@@ -14,12 +17,12 @@ fails the others that happened to share its batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,7 @@ import numpy as np
 
 from kanaria_server.errors import InferenceFailedError, NotReadyError
 
+log = logging.getLogger("kanaria_server")
 Array = np.ndarray[Any, Any]
 Outputs = dict[str, Array]
 RunFn = Callable[[dict[str, Array]], Outputs]
@@ -51,6 +55,17 @@ def _key(inputs: dict[str, Array]) -> tuple[Any, ...]:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def _deliver(batch: list[_Job], results: list[Outputs | BaseException]) -> None:
+    """On the event loop: hand each waiting request its result (skipping cancelled ones)."""
+    for job, result in zip(batch, results, strict=True):
+        if job.future.done():
+            continue
+        if isinstance(result, BaseException):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+
+
 def _first_line(exc: BaseException) -> str:
     """onnxruntime's messages repeat themselves with log prefixes: keep the gist."""
     text = _ANSI.sub("", str(exc)).strip()
@@ -63,7 +78,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Batcher:
-    """Queue + collector + one inference thread around a model's ``run`` function."""
+    """A queue of validated requests drained by one inference thread, in batches."""
 
     def __init__(
         self,
@@ -81,34 +96,58 @@ class Batcher:
         self._observe_batch = observe_batch
         self._observe_queue = observe_queue
         self._pending: deque[_Job] = deque()
-        self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        self._task: asyncio.Task[None] | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._work, name="inference", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._collect(), name="batcher")
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
 
     async def close(self) -> None:
-        """Finish every queued request, then stop the collector and the thread."""
-        self._closing = True
-        while self._pending:
-            self._wakeup.set()
-            await asyncio.sleep(0.01)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._executor.shutdown(wait=True)
+        """Finish every queued request, then stop the inference thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
 
     async def submit(self, inputs: dict[str, Array], rows: int) -> Outputs:
         """Queue one validated request and wait for its own rows of every output."""
-        if self._closing:
+        if self._closing or self._loop is None:
             raise NotReadyError("server is shutting down")
-        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(inputs, rows, _key(inputs), future, time.perf_counter()))
-        self._wakeup.set()
+        future: asyncio.Future[Outputs] = self._loop.create_future()
+        job = _Job(inputs, rows, _key(inputs), future, time.perf_counter())
+        with self._cond:
+            self._pending.append(job)
+            self._cond.notify()
         return await future
+
+    def _work(self) -> None:
+        """Inference thread: take a batch (waiting up to the delay to fill it), run, deliver."""
+        assert self._loop is not None
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending:
+                    return  # closing and drained
+                batch = self._take()
+                if self._batching and self._delay > 0 and not self._closing:
+                    deadline = time.monotonic() + self._delay
+                    while sum(j.rows for j in batch) < self._max_rows:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or self._closing:
+                            break
+                        self._cond.wait(remaining)
+                        self._fill(batch)
+            started = time.perf_counter()
+            if self._observe_queue is not None:
+                for job in batch:
+                    self._observe_queue(started - job.enqueued)
+            results = self._execute(batch)
+            self._loop.call_soon_threadsafe(_deliver, batch, results)
 
     def _take(self) -> list[_Job]:
         first = self._pending.popleft()
@@ -141,65 +180,42 @@ class Batcher:
                 kept.append(job)
         self._pending.extendleft(reversed(kept))
 
-    async def _collect(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = self._take()
-            if (
-                self._batching
-                and self._delay > 0
-                and sum(j.rows for j in batch) < self._max_rows
-                and not self._closing
-            ):
-                await asyncio.sleep(self._delay)
-                self._fill(batch)
-            now = time.perf_counter()
-            if self._observe_queue is not None:
-                for job in batch:
-                    self._observe_queue(now - job.enqueued)
-            live = [j for j in batch if not j.future.cancelled()]
-            if not live:
-                continue
-            results = await loop.run_in_executor(self._executor, self._execute, live)
-            for job, result in zip(live, results, strict=True):
-                if job.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    job.future.set_exception(result)
-                else:
-                    job.future.set_result(result)
-
     def _run_observed(self, inputs: dict[str, Array]) -> Outputs:
+        """Run onnxruntime (its errors propagate); then monitoring, whose bugs must not."""
         start = time.perf_counter()
         outputs = self._run(inputs)
         if self._observe_batch is not None:
-            self._observe_batch(inputs, outputs, time.perf_counter() - start)
+            try:
+                self._observe_batch(inputs, outputs, time.perf_counter() - start)
+            except Exception:  # a monitoring bug must not fail predictions
+                log.exception("monitoring of a batch failed")
         return outputs
 
     def _execute(self, batch: list[_Job]) -> list[Outputs | BaseException]:
         """Inference thread: run the merged batch, split it back; isolate failures."""
-        if len(batch) == 1:
-            try:
-                return [self._run_observed(batch[0].inputs)]
-            except Exception as exc:  # onnxruntime raises its own untyped exceptions
-                return [InferenceFailedError(f"onnxruntime rejected the input: {_first_line(exc)}")]
-        names = list(batch[0].inputs)
-        merged = {n: np.concatenate([j.inputs[n] for j in batch]) for n in names}
         try:
-            outputs = self._run_observed(merged)
-        except Exception:  # retry one by one: only the culprit fails
-            return self._execute_each(batch)
-        results: list[Outputs | BaseException] = []
-        start = 0
-        for job in batch:
-            stop = start + job.rows
-            results.append({n: a[start:stop] for n, a in outputs.items()})
-            start = stop
-        return results
+            if len(batch) == 1:
+                try:
+                    return [self._run_observed(batch[0].inputs)]
+                except Exception as exc:  # onnxruntime raises its own untyped exceptions
+                    message = f"onnxruntime rejected the input: {_first_line(exc)}"
+                    return [InferenceFailedError(message)]
+            names = list(batch[0].inputs)
+            merged = {n: np.concatenate([j.inputs[n] for j in batch]) for n in names}
+            try:
+                outputs = self._run_observed(merged)
+            except Exception:  # retry one by one: only the culprit fails
+                return self._execute_each(batch)
+            results: list[Outputs | BaseException] = []
+            start = 0
+            for job in batch:
+                stop = start + job.rows
+                results.append({n: a[start:stop] for n, a in outputs.items()})
+                start = stop
+            return results
+        except Exception as exc:  # a bug here must fail these requests, not the thread
+            log.exception("batch execution failed")
+            return [exc] * len(batch)
 
     def _execute_each(self, batch: list[_Job]) -> list[Outputs | BaseException]:
         results: list[Outputs | BaseException] = []

@@ -91,7 +91,7 @@ async def read_body(receive: Receive, declared: int | None, limit: int) -> bytes
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _int_header(raw: bytes, name: str) -> int:
+def int_header(raw: bytes, name: str) -> int:
     text = raw.decode("latin-1").strip()
     if not text.isdigit():
         raise BadRequestError(f"{name} must be a non-negative integer, got {text!r:.40}")
@@ -127,9 +127,9 @@ class InferHandler:
                     if key == b"x-request-id":
                         header_id = value.decode("latin-1")
                     elif key == b"content-length":
-                        declared = _int_header(value, "Content-Length")
+                        declared = int_header(value, "Content-Length")
                     elif key == b"inference-header-content-length":
-                        header_length = _int_header(value, "Inference-Header-Content-Length")
+                        header_length = int_header(value, "Inference-Header-Content-Length")
                 model = check_model(state, name, version)
                 body = await read_body(receive, declared, settings.max_body_bytes)
                 decoded = decode_request(body, header_length, model.signature)
