@@ -1,0 +1,108 @@
+"""The embedded metric source: built-in gates computed from scraped samples.
+
+Used by ``kanaria up`` when no Prometheus binary is available. It implements
+:class:`kanaria.analysis.MetricSource`: each built-in query is answered for one
+model version over the query's window with the same meaning as the PromQL
+templates in :mod:`kanaria.analysis.templates` (router-side success and latency,
+server-side drift, router-side shadow agreement, feedback accuracy), and each
+``count`` query with the number of observations the value rests on. Verdicts
+stay in :func:`kanaria.analysis.measure`; this module only produces numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from kanaria import metric_names as names
+from kanaria.analysis import MetricQuery, NoDataError, UnsupportedQueryError
+from kanaria.analysis.templates import DEFAULT_QUANTILE
+from kanaria.api import Builtin
+from kanaria.local.scrape import Scraper
+
+
+def _ratio(good: float, total: float, what: str) -> float:
+    if total <= 0:
+        raise NoDataError(f"no {what} in the window")
+    return good / total
+
+
+class EmbeddedSource:
+    """Answers built-in gate queries from a :class:`~kanaria.local.scrape.Scraper`."""
+
+    def __init__(self, scraper: Scraper) -> None:
+        self.scraper = scraper
+
+    def _requests(self, q: MetricQuery) -> dict[str, float]:
+        return self.scraper.counter_increase(
+            names.ROUTER_REQUESTS,
+            {"model": q.model, "version": q.version},
+            q.window_seconds,
+            by="code",
+        )
+
+    def _results(self, metric: str, q: MetricQuery) -> dict[str, float]:
+        return self.scraper.counter_increase(
+            metric, {"model": q.model, "version": q.version}, q.window_seconds, by="result"
+        )
+
+    def measure(self, query: MetricQuery, at: datetime | None = None) -> float:
+        """The query's current value (``at`` is ignored: the scraper only has recent data)."""
+        builtin = query.builtin
+        if builtin is None:
+            raise UnsupportedQueryError(
+                "custom `query:` gates need Prometheus: install it (make system-deps) and run "
+                "`kanaria up --prometheus auto`"
+            )
+        if query.kind == "count":
+            return self._count(builtin, query)
+        if builtin in (Builtin.successRate, Builtin.errorRate):
+            by_code = self._requests(query)
+            total = sum(by_code.values())
+            errors = sum(n for code, n in by_code.items() if code.startswith("5"))
+            error_share = _ratio(errors, total, "requests")
+            return error_share if builtin is Builtin.errorRate else 1.0 - error_share
+        if builtin is Builtin.latencyP99:
+            value = self.scraper.quantile(
+                query.quantile or DEFAULT_QUANTILE,
+                names.ROUTER_LATENCY,
+                {"model": query.model, "version": query.version},
+                query.window_seconds,
+            )
+            if value is None:
+                raise NoDataError("no requests in the window")
+            return value
+        if builtin is Builtin.inputDrift:
+            drift = self.scraper.gauge_max(
+                names.INPUT_DRIFT,
+                {"model": query.model, "version": query.version},
+                query.window_seconds,
+            )
+            if drift is None:
+                raise NoDataError("no drift values (does the version have a reference profile?)")
+            return drift
+        metric, good, bad = (
+            (names.SHADOW_COMPARISONS, "agree", "disagree")
+            if builtin is Builtin.shadowAgreement
+            else (names.FEEDBACK, "correct", "incorrect")
+        )
+        results = self._results(metric, query)
+        positive = results.get(good, 0.0)
+        negative = results.get(bad, 0.0)
+        return _ratio(positive, positive + negative, f"{good}/{bad} results")
+
+    def _count(self, builtin: Builtin, query: MetricQuery) -> float:
+        if builtin is Builtin.inputDrift:
+            return sum(
+                self.scraper.counter_increase(
+                    names.SERVER_REQUESTS,
+                    {"model": query.model, "version": query.version, "endpoint": "infer"},
+                    query.window_seconds,
+                ).values()
+            )
+        if builtin is Builtin.shadowAgreement:
+            r = self._results(names.SHADOW_COMPARISONS, query)
+            return r.get("agree", 0.0) + r.get("disagree", 0.0)
+        if builtin is Builtin.accuracy:
+            r = self._results(names.FEEDBACK, query)
+            return r.get("correct", 0.0) + r.get("incorrect", 0.0)
+        return sum(self._requests(query).values())

@@ -1,0 +1,134 @@
+"""The text view of a rollout that ``kanaria status`` prints (pure: data in, text out).
+
+It reads a spec and a status (from a state directory or a cluster object) and
+shows what a person needs at a glance: which versions serve which share, where
+the rollout is, and the latest measurement per gate with its verdict, so "why
+did it stop?" is answered on the screen.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus
+
+BAR_WIDTH = 24
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """``[#######.........]`` for a fraction in 0..1."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * width)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def progress(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> tuple[float, str]:
+    """How far the rollout is (0..1) and a short label."""
+    if status.candidate is None or status.strategy is None:
+        return 1.0, "no rollout"
+    if status.phase == "RolledBack":
+        return 0.0, "rolled back"
+    kind = status.strategy
+    if kind == "canary":
+        canary = spec.strategy.canary or (
+            spec.strategy.shadow.canary if spec.strategy.shadow else None
+        )
+        total = len(canary.steps) if canary else 0
+        step = status.currentStep or 0
+        if total == 0:
+            return 0.0, "canary"
+        return step / total, f"canary step {min(step + 1, total)}/{total}"
+    if kind == "blueGreen":
+        order = ["Preview", "Switching", "PostPromotion"]
+        stage = status.stage or "Preview"
+        done = order.index(stage) if stage in order else 0
+        return done / len(order), f"blue-green {stage.lower()}"
+    shadow = spec.strategy.shadow
+    needed = shadow.analysis.rounds if shadow else 1
+    return min(status.successfulRounds / needed, 1.0), (
+        f"shadow {status.successfulRounds}/{needed} rounds passed"
+    )
+
+
+def _age(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return ""
+    seconds = max(0, int((now - when).total_seconds()))
+    return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago"
+
+
+def _value(metric: str, value: float | None, gates: dict[str, dict[str, Any]]) -> str:
+    if value is None:
+        return "-"
+    gate = gates.get(metric, {})
+    if gate.get("builtin") == "latencyP99":
+        return f"{value * 1000:.1f}ms"
+    return f"{value:.4g}"
+
+
+def _bounds(gate: dict[str, Any]) -> str:
+    parts = []
+    if gate.get("min") is not None:
+        parts.append(f">= {gate['min']:g}")
+    if gate.get("max") is not None:
+        parts.append(f"<= {gate['max']:g}")
+    return " and ".join(parts)
+
+
+def render(
+    name: str,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    where: str = "",
+    endpoints: dict[str, str] | None = None,
+    now: datetime | None = None,
+) -> str:
+    """The whole view as lines of plain text."""
+    now = now or datetime.now(UTC)
+    endpoints = endpoints or {}
+    gates = {g.name: g.model_dump(mode="json") for g in spec.analysis.metrics}
+    fraction, label = progress(spec, status)
+    lines = [f"{name}  {status.phase}  {label}" + (f"   ({where})" if where else "")]
+    if status.message:
+        lines.append(f"  {status.message}")
+    lines.append("")
+    roles = {lv.version: str(lv.role) for lv in status.versions}
+    versions = [lv.version for lv in status.versions]
+    for v in status.weights:
+        if v not in versions:
+            versions.append(v)
+    if status.mirror is not None and status.mirror.version not in versions:
+        versions.append(status.mirror.version)
+    width = max((len(v) for v in versions), default=2)
+    for v in versions:
+        weight = status.weights.get(v, 0)
+        role = roles.get(v, "")
+        extra = ""
+        if status.mirror is not None and status.mirror.version == v:
+            role = role or "shadow"
+            extra = f"  mirror {status.mirror.percent:g}%"
+        lines.append(
+            f"  {v:<{width}}  {role:<9}  {bar(weight / 100, 20)} {weight:>3}%{extra}"
+            + (f"  {endpoints[v]}" if v in endpoints else "")
+        )
+    if not versions:
+        lines.append("  (no versions running yet)")
+    lines.append("")
+    lines.append(f"  progress  {bar(fraction)} {fraction * 100:3.0f}%  {label}")
+    if status.pauseReason and status.phase == "Paused":
+        lines.append(f"  paused: {status.pauseReason} {_age(status.pausedAt, now)}".rstrip())
+    latest: dict[tuple[str, str], Any] = {}
+    for m in status.measurements:
+        latest[(m.metric, m.version)] = m
+    if latest:
+        lines.append("")
+        lines.append("  latest measurements")
+        for (metric, version), m in sorted(latest.items()):
+            gate = gates.get(metric, {})
+            lines.append(
+                f"    {metric:<18} {version:<{width}}  {_value(metric, m.value, gates):>10}  "
+                f"{m.verdict!s:<12} {_bounds(gate):<14} {_age(m.time, now)}"
+                + (f"  - {m.reason}" if m.reason and str(m.verdict) != "Successful" else "")
+            )
+    return "\n".join(lines)

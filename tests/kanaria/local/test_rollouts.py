@@ -1,0 +1,203 @@
+"""Rollouts end to end through ``kanaria up`` with a real Prometheus, under steady load.
+
+One ``kanaria up`` (model servers, router, Prometheus) serves the whole module,
+and each test applies a new version the way a user would, from whatever is
+stable, and waits for the engine's verdict. Synthetic clients send steady
+traffic throughout and count every failure; failures the model server injected
+on purpose (``--chaos-error-rate``) are the faulty model's doing, every other
+failure would be the rollout's, and there must be none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kanaria.local.traffic import TrafficGenerator
+from tests.kanaria.local.harness import (
+    INTERVAL_S,
+    NAME,
+    WIDTH,
+    Up,
+    build_models,
+    canary,
+    md,
+    rolled_back,
+    rounds_to_rollback,
+    settled_on,
+    stable,
+)
+from tests.support.procs import require_binary, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
+
+STEPS = canary({"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50})
+
+
+class Env:
+    def __init__(self, up: Up, models: dict[str, Path], traffic: TrafficGenerator) -> None:
+        self.up = up
+        self.models = models
+        self.traffic = traffic
+        self.serial = 0
+
+    def next_version(self, base: str) -> str:
+        """A fresh version name (a version name is a rollout's identity)."""
+        self.serial += 1
+        return f"{base}-{self.serial}"
+
+    def rollout(
+        self, base: str, strategy: dict[str, Any], server_args: list[str] | None = None, **kw: Any
+    ) -> str:
+        version = self.next_version(base)
+        self.up.apply(md(version, self.models[base], strategy, server_args, **kw))
+        return version
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    binary = os.environ.get("KANARIA_TEST_PROMETHEUS") or require_binary(
+        "prometheus", "the local runtime's gates query a real Prometheus"
+    )
+    workdir = tmp_path_factory.mktemp("rollouts")
+    models = build_models(workdir / "models")
+    up = Up(workdir, binary)
+    traffic = TrafficGenerator(up.url, NAME, WIDTH, rate=25, workers=8)
+    try:
+        up.start(md("v1", models["v1"], STEPS))
+        traffic.start()
+        yield Env(up, models, traffic)
+    finally:
+        traffic.stop()
+        up.stop()
+
+
+def _failures(env: Env) -> tuple[int, int]:
+    stats = env.traffic.stats
+    return stats.not_injected_failures(), stats.injected
+
+
+def test_canary_promotes_with_zero_failed_requests(env: Env) -> None:
+    before, _ = _failures(env)
+    version = env.rollout("v2", STEPS)
+    status = env.up.wait(f"{version} promoted", settled_on(version))
+    after, _ = _failures(env)
+    history = env.up.history()
+    weights = [p.weights.get(version, 0) for p in history if p.candidate == version]
+    assert 25 in weights, weights
+    assert 50 in weights, weights
+    assert status["weights"] == {version: 100}
+    assert after - before == 0, dict(env.traffic.stats.errors)
+    served = env.traffic.stats.snapshot()[2]
+    assert served.get(version, 0) > 0
+
+
+def _rollback_case(env: Env, server_args: list[str], gate: str) -> None:
+    before_stable = stable(env.up.status())
+    before, _ = _failures(env)
+    version = env.rollout("v2", STEPS, server_args)
+    status = env.up.wait(f"{version} rolled back", rolled_back(version))
+    after, _ = _failures(env)
+    assert stable(status) == before_stable
+    assert status["weights"] == {before_stable: 100}
+    assert gate in status["message"], status["message"]
+    rounds, seconds = rounds_to_rollback(env.up.history(), version)
+    print(
+        f"\n[measured] rollback on {gate}: {rounds} analysis round(s), {seconds:.2f}s = "
+        f"{seconds / INTERVAL_S:.2f} analysis intervals from first candidate traffic to "
+        f"100% stable; client failures not injected by the model: {after - before}"
+    )
+    assert rounds <= 2
+    assert after - before == 0, dict(env.traffic.stats.errors)
+
+
+def test_canary_rolls_back_on_errors(env: Env) -> None:
+    _rollback_case(env, ["--chaos-error-rate", "0.5"], "success-rate")
+
+
+def test_canary_rolls_back_on_latency(env: Env) -> None:
+    _rollback_case(env, ["--chaos-latency-ms", "600"], "p99-latency")
+
+
+def test_inconclusive_holds_the_weight_when_traffic_stops(env: Env) -> None:
+    hold = canary({"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 75})
+    version = env.rollout("v2", hold, inconclusiveLimit=1, minRequests=10)
+    env.up.wait(f"{version} at 25%", lambda s: s.get("weights", {}).get(version) == 25)
+    env.traffic.pause()
+    try:
+        status = env.up.wait(
+            "the rollout to pause on inconclusive analysis",
+            lambda s: s.get("phase") == "Paused",
+        )
+        assert status["pauseReason"] == "InconclusiveAnalysis"
+        assert status["weights"][version] == 25
+        verdicts = [m["verdict"] for m in status["measurements"] if m["version"] == version]
+        assert verdicts[-1] == "Inconclusive"
+        history = env.up.history()
+        assert all(p.weights.get(version, 0) <= 25 for p in history if p.candidate == version)
+    finally:
+        env.traffic.resume()
+    result = env.up.command("abort")
+    assert result.returncode == 0, result.stderr
+    env.up.wait("the abort", rolled_back(version))
+
+
+def test_blue_green_switches_and_switches_back(env: Env) -> None:
+    before, _ = _failures(env)
+    bg = {"blueGreen": {"postPromotionAnalysis": {"rounds": 2}, "scaleDownDelay": "4s"}}
+    good = env.rollout("v2", bg)
+    env.up.wait(f"{good} switched", lambda s: s.get("weights", {}).get(good) == 100)
+    env.up.wait(f"{good} promoted", settled_on(good))
+    old_stable = good
+    bad = env.rollout("v2", bg, ["--chaos-error-rate", "0.5"])
+    env.up.wait(f"{bad} switched", lambda s: s.get("weights", {}).get(bad) == 100)
+    status = env.up.wait(f"{bad} switched back", rolled_back(bad))
+    assert status["weights"] == {old_stable: 100}
+    after, _ = _failures(env)
+    assert after - before == 0, dict(env.traffic.stats.errors)
+
+
+def test_shadow_agreement_gates_graduation(env: Env) -> None:
+    agreement = [{"name": "agreement", "builtin": "shadowAgreement", "min": 0.95}]
+    shadow = {
+        "shadow": {
+            "mirrorPercent": 100,
+            "analysis": {"rounds": 2},
+            "graduateTo": "canary",
+            "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]},
+        }
+    }
+    if stable(env.up.status()) in (None, "v1"):
+        first = env.rollout("v2", STEPS)
+        env.up.wait(f"{first} promoted", settled_on(first))
+    current = stable(env.up.status())
+    assert current is not None
+    # A model whose answers differ from the stable one's never graduates.
+    differ = env.rollout("v1", shadow, metrics=agreement)
+    status = env.up.wait(f"{differ} rejected", rolled_back(differ))
+    assert stable(status) == current
+    assert "agreement" in status["message"]
+    assert all(p.weights.get(differ, 0) == 0 for p in env.up.history() if p.candidate == differ)
+    # One with the same answers (v2 re-exported) graduates into the canary and gets
+    # real traffic; a person then promotes it (the canary's indefinite pause).
+    same = env.rollout("v2same", shadow, metrics=agreement)
+    env.up.wait(f"{same} graduated", lambda s: s.get("weights", {}).get(same) == 50)
+    wait_until(lambda: any(p.weights.get(same) for p in env.up.history()), 10, "the history point")
+    history = [p for p in env.up.history() if p.candidate == same]
+    first_weight = next(i for i, p in enumerate(history) if p.weights.get(same))
+    assert any(p.mirror.get(same) for p in history[:first_weight])
+    shadow_rounds = [
+        m["verdict"]
+        for p in history[: first_weight + 1]
+        for m in p.measurements
+        if m["metric"] == "agreement"
+    ]
+    assert shadow_rounds[-2:] == ["Successful", "Successful"], shadow_rounds
+    assert any("Graduated" in e for p in history for e in p.events)
+    result = env.up.command("promote", "--full")
+    assert result.returncode == 0, result.stderr
+    env.up.wait(f"{same} promoted", settled_on(same))
