@@ -217,7 +217,9 @@ class Bench:
     aux_cpu: str | None
 
     def measure(self, url: str, pid: int | None = None) -> dict[int, Result]:
-        run_wrk(url, self.body, max(self.connections), min(self.seconds, 2.0), self.aux_cpu)
+        # warm-up: pools filled, label children created, the interpreter's hot paths
+        # specialised; on a busy machine the first seconds cost far more per request
+        run_wrk(url, self.body, max(self.connections), min(self.seconds, 4.0), self.aux_cpu)
         return {
             c: run_wrk(url, self.body, c, self.seconds, self.aux_cpu, pid) for c in self.connections
         }

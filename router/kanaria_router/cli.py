@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -84,6 +85,10 @@ async def serve(settings: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Everything allocated so far (modules, settings, routes) lives as long as the
+    # process: moving it out of the collector's generations makes each full
+    # collection cheaper on the request path.
+    gc.freeze()
     log.info("router listening on %s:%s", settings.host, settings.port)
     await stop.wait()
     log.info("shutting down: draining in-flight requests (up to %gs)", settings.drain_timeout_s)
