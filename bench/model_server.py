@@ -6,8 +6,10 @@ connections and prints req/s, p50, p99 and errors, next to two baselines
 measured in the same run: onnxruntime called in-process (the limit: batch 1 and
 batch 32) and ``bench.plain_server`` (FastAPI calling ``session.run`` per
 request). Both servers run a single worker with one onnxruntime intra-op thread;
-wrk is pinned with ``taskset`` to the last CPU so it does not migrate onto the
-server's core. Numbers on a shared machine drift between runs: read the ratios.
+wrk is pinned with ``taskset`` to the last CPU. Both servers stay up side by
+side and their runs alternate (plain, kanaria, plain, ...), each cell showing
+the median-throughput run of ``--repeats``, so a load spike on a shared machine
+hits both. Numbers drift between invocations: read the ratios.
 
     python -m bench --only model_server [--quick] [--duration S] [--connections 1,8,64]
 """
@@ -23,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,15 +130,9 @@ def _server_cmd(kind: str, model: Path, port: int, extra: list[str]) -> list[str
     ]  # fmt: skip
 
 
-def measure_server(
-    kind: str,
-    model: Path,
-    body_file: Path,
-    connections: list[int],
-    seconds: float,
-    wrk_cpu: str | None,
-    extra: list[str],
-) -> dict[int, Result]:
+@contextmanager
+def serving(kind: str, model: Path, extra: list[str]) -> Iterator[str]:
+    """Start a server (plain or kanaria) for ``model``; yields its infer URL."""
     port = _free_port()
     proc = subprocess.Popen(
         _server_cmd(kind, model, port, extra),
@@ -144,17 +142,47 @@ def measure_server(
     )
     try:
         _wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-        url = f"http://127.0.0.1:{port}/v2/models/bench/infer"
-        run_wrk(url, body_file, max(connections), min(seconds, 2.0), wrk_cpu)  # warm-up
-        return {c: run_wrk(url, body_file, c, seconds, wrk_cpu) for c in connections}
+        yield f"http://127.0.0.1:{port}/v2/models/bench/infer"
     finally:
         _stop(proc)
+
+
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median throughput (its own p50/p99), so one stall does not decide."""
+    return sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+
+
+def measure(
+    model: Path,
+    body_file: Path,
+    connections: list[int],
+    seconds: float,
+    repeats: int,
+    wrk_cpu: str | None,
+    extra: list[str],
+) -> tuple[dict[int, Result], dict[int, Result]]:
+    """Both servers up side by side; runs alternate plain/kanaria so load drift hits both."""
+    with serving("plain", model, []) as plain_url, serving("kanaria", model, extra) as kan_url:
+        for url in (plain_url, kan_url):  # warm-up
+            run_wrk(url, body_file, max(connections), min(seconds, 2.0), wrk_cpu)
+        plain: dict[int, Result] = {}
+        kan: dict[int, Result] = {}
+        for c in connections:
+            p_runs, k_runs = [], []
+            for _ in range(repeats):
+                p_runs.append(run_wrk(plain_url, body_file, c, seconds, wrk_cpu))
+                k_runs.append(run_wrk(kan_url, body_file, c, seconds, wrk_cpu))
+            plain[c], kan[c] = median_run(p_runs), median_run(k_runs)
+        return plain, kan
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.model_server", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2-second runs, smoke test only")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="alternating runs per server; the median is shown"
+    )
     parser.add_argument("--connections", default="1,8,64", help="comma-separated list")
     parser.add_argument("--models", default="small,large", help="comma-separated: small,large")
     parser.add_argument(
@@ -165,11 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     seconds = 2.0 if args.quick else args.duration
+    repeats = 1 if args.quick else max(1, args.repeats)
     connections = [int(c) for c in args.connections.split(",")]
     wrk_cpu = args.wrk_cpu if args.wrk_cpu != "" else None
     print(
         f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; wrk -t1 pinned to CPU "
-        f"{wrk_cpu}; servers: 1 worker, 1 intra-op thread; {seconds:g}s per run",
+        f"{wrk_cpu}; servers: 1 worker, 1 intra-op thread; median of {repeats} alternating "
+        f"{seconds:g}s runs per server",
         flush=True,
     )
     rows: list[tuple[str, int, float, float]] = []
@@ -186,9 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             b32 = in_process(model, 32, min(seconds, 3.0))
             print(f"\n## {name} {layers}: onnxruntime in-process {b1:,.0f} inf/s at batch 1, "
                   f"{b32:,.0f} rows/s at batch 32", flush=True)  # fmt: skip
-            plain = measure_server("plain", model, body_file, connections, seconds, wrk_cpu, [])
-            kan = measure_server(
-                "kanaria", model, body_file, connections, seconds, wrk_cpu, args.server_arg
+            plain, kan = measure(
+                model, body_file, connections, seconds, repeats, wrk_cpu, args.server_arg
             )
             print("| model | conns | server | req/s | p50 ms | p99 ms | errors | vs plain |")
             print("|---|---|---|---|---|---|---|---|")
