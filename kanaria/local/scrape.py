@@ -83,7 +83,12 @@ def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> floa
 class Scraper:
     """Polls each target's ``/metrics`` in a background thread and keeps recent snapshots."""
 
-    def __init__(self, interval_s: float = 1.0, keep_s: float = KEEP_S) -> None:
+    def __init__(
+        self,
+        interval_s: float = 1.0,
+        keep_s: float = KEEP_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.interval_s = interval_s
         self.keep_s = keep_s
         self._targets: dict[str, str] = {}
@@ -92,7 +97,7 @@ class Scraper:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._clock: Callable[[], float] = time.time
+        self._clock = clock
 
     def set_targets(self, targets: Mapping[str, str]) -> None:
         """Replace the targets: ``{name: metrics URL}`` (history of a kept name is kept)."""
@@ -129,15 +134,18 @@ class Scraper:
                 with self._lock:
                     self._errors[name] = f"{url}: {exc}"
                 continue
-            now = self._clock()
-            with self._lock:
-                if name not in self._targets:
-                    continue
-                ring = self._snaps.setdefault(name, deque())
-                ring.append(Snapshot(now, series))
-                while ring and now - ring[0].t > self.keep_s:
-                    ring.popleft()
-                self._errors.pop(name, None)
+            self.record(name, series, self._clock())
+
+    def record(self, name: str, series: Series, t: float) -> None:
+        """Keep one snapshot of target ``name`` taken at unix time ``t``."""
+        with self._lock:
+            if name not in self._targets:
+                return
+            ring = self._snaps.setdefault(name, deque())
+            ring.append(Snapshot(t, series))
+            while ring and t - ring[0].t > self.keep_s:
+                ring.popleft()
+            self._errors.pop(name, None)
 
     def errors(self) -> dict[str, str]:
         """Targets whose last scrape failed, with why."""

@@ -96,8 +96,12 @@ class Up:
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         return path
 
-    def start(self, document: dict[str, Any]) -> None:
-        """Start ``kanaria up -f`` and wait until the stable version is Healthy."""
+    def start(
+        self,
+        document: dict[str, Any],
+        until: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """Start ``kanaria up -f`` and wait until ``until`` (default: stable is Healthy)."""
         path = self.write(document)
         self.runs += 1
         self.proc = start(
@@ -108,7 +112,16 @@ class Up:
             self.workdir / "logs",
             f"up-{self.runs}",
         )  # fmt: skip
-        self.wait("the stable version to serve", lambda s: s.get("phase") == "Healthy", 120)
+        check = until or (lambda s: s.get("phase") == "Healthy")
+        self.wait("kanaria up to serve", lambda s: self.serving() and check(s), 120)
+
+    def serving(self) -> bool:
+        """This run of ``kanaria up`` owns the state directory (it wrote its PID)."""
+        try:
+            data = json.loads(self.dir.state_file.read_text())
+        except (OSError, ValueError):
+            return False
+        return self.proc is not None and data.get("upPid") == self.proc.pid
 
     def apply(self, document: dict[str, Any]) -> None:
         path = self.write(document)

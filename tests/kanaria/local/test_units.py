@@ -1,0 +1,248 @@
+"""Unit tests of the local runtime's pure parts: state files, scraping maths, the
+embedded source, the routes document, the status view and the report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kanaria.analysis import measure
+from kanaria.api import Builtin, MetricGate, ModelDeploymentSpec, ModelDeploymentStatus, Verdict
+from kanaria.local import report, routes_doc, view
+from kanaria.local.embedded import EmbeddedSource
+from kanaria.local.scrape import Scraper, histogram_quantile, parse
+from kanaria.local.statedir import (
+    HistoryPoint,
+    StateDir,
+    append_command,
+    atomic_write_text,
+    complete_length,
+    read_commands,
+)
+from kanaria.rollout import MeasurementRequest
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_commands_are_read_one_complete_line_at_a_time(tmp_path: Path) -> None:
+    d = StateDir(tmp_path)
+    first = append_command(d, "pause")
+    second = append_command(d, "promote-full")
+    with d.commands_file.open("a") as fh:
+        fh.write('not json\n{"verb": "explode", "nonce": "x"}\n{"verb": "abort", "no')
+    commands = read_commands(d, 0)
+    assert [(v, n) for v, n, _ in commands] == [("pause", first), ("promote-full", second)]
+    rest = read_commands(d, commands[0][2])
+    assert [n for _, n, _ in rest] == [second]
+    assert complete_length(d) < d.commands_file.stat().st_size  # the torn line is not consumed
+    with pytest.raises(ValueError, match="unknown command"):
+        append_command(d, "rollback")
+
+
+def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    atomic_write_text(target, "a: 1\n")
+    atomic_write_text(target, "b: 2\n")
+    assert target.read_text() == "b: 2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["routes.yaml"]
+
+
+def test_history_skips_a_torn_last_line(tmp_path: Path) -> None:
+    d = StateDir(tmp_path)
+    d.append_history(HistoryPoint(t=1.0, phase="Healthy", weights={"v1": 100}))
+    with d.history_file.open("a") as fh:
+        fh.write('{"t": 2.0, "pha')
+    assert [p.t for p in d.read_history()] == [1.0]
+
+
+def test_histogram_quantile_interpolates_like_promql() -> None:
+    buckets = [(0.1, 50.0), (0.2, 90.0), (0.4, 100.0), (float("inf"), 100.0)]
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1)
+    assert histogram_quantile(0.7, buckets) == pytest.approx(0.15)
+    assert histogram_quantile(0.99, buckets) == pytest.approx(0.38)
+    assert histogram_quantile(0.99, []) is None
+
+
+ROUTER_T0 = """
+# TYPE kanaria_router_requests_total counter
+kanaria_router_requests_total{model="m",version="v2",code="200"} 10
+kanaria_router_requests_total{model="m",version="v1",code="200"} 50
+# TYPE kanaria_router_request_duration_seconds histogram
+kanaria_router_request_duration_seconds_bucket{model="m",version="v2",le="0.1"} 10
+kanaria_router_request_duration_seconds_bucket{model="m",version="v2",le="1.0"} 10
+kanaria_router_request_duration_seconds_bucket{model="m",version="v2",le="+Inf"} 10
+kanaria_router_request_duration_seconds_count{model="m",version="v2"} 10
+kanaria_router_request_duration_seconds_sum{model="m",version="v2"} 0.5
+"""
+ROUTER_T1 = """
+# TYPE kanaria_router_requests_total counter
+kanaria_router_requests_total{model="m",version="v2",code="200"} 28
+kanaria_router_requests_total{model="m",version="v2",code="500"} 2
+kanaria_router_requests_total{model="m",version="v1",code="200"} 90
+# TYPE kanaria_router_request_duration_seconds histogram
+kanaria_router_request_duration_seconds_bucket{model="m",version="v2",le="0.1"} 10
+kanaria_router_request_duration_seconds_bucket{model="m",version="v2",le="1.0"} 30
+kanaria_router_request_duration_seconds_bucket{model="m",version="v2",le="+Inf"} 30
+kanaria_router_request_duration_seconds_count{model="m",version="v2"} 30
+kanaria_router_request_duration_seconds_sum{model="m",version="v2"} 9.5
+"""
+
+
+def _source() -> EmbeddedSource:
+    scraper = Scraper(interval_s=1.0, clock=lambda: 110.0)
+    scraper.set_targets({"router": "http://127.0.0.1:1/metrics"})
+    scraper.record("router", parse(ROUTER_T0), 100.0)
+    scraper.record("router", parse(ROUTER_T1), 110.0)
+    return EmbeddedSource(scraper)
+
+
+def _request(gate: MetricGate, min_requests: int = 0) -> MeasurementRequest:
+    return MeasurementRequest(
+        purpose="analysis", version="v2", gate=gate, interval="10s", minRequests=min_requests
+    )
+
+
+def test_embedded_source_computes_builtins_over_the_window() -> None:
+    source = _source()
+    ok = measure(
+        source,
+        _request(MetricGate(name="ok", builtin=Builtin.successRate, min=0.95), 5),
+        "m",
+        None,
+        NOW,
+    )
+    assert ok.value == pytest.approx(0.9)  # 18 of 20 requests in the window, 2 were 500s
+    assert ok.verdict is Verdict.Failed
+    p99 = measure(
+        source,
+        _request(MetricGate(name="lat", builtin=Builtin.latencyP99, max=0.5)),
+        "m",
+        None,
+        NOW,
+    )
+    assert p99.value == pytest.approx(0.1 + 0.9 * 0.99)  # all 20 new ones in (0.1, 1.0]
+    assert p99.verdict is Verdict.Failed
+    few = measure(
+        source,
+        _request(MetricGate(name="ok", builtin=Builtin.successRate, min=0.5), 50),
+        "m",
+        None,
+        NOW,
+    )
+    assert few.verdict is Verdict.Inconclusive
+
+
+def test_embedded_source_says_why_it_cannot_answer() -> None:
+    source = _source()
+    custom = measure(source, _request(MetricGate(name="c", query="up", max=1)), "m", None, NOW)
+    assert custom.verdict is Verdict.Error
+    assert "need Prometheus" in custom.reason
+    shadow = measure(
+        source,
+        _request(MetricGate(name="a", builtin=Builtin.shadowAgreement, min=0.9)),
+        "m",
+        None,
+        NOW,
+    )
+    assert shadow.verdict is Verdict.Inconclusive
+
+
+def _spec() -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate(
+        {
+            "model": {"version": "v2", "uri": "/m/v2.onnx"},
+            "router": {"stickyKey": {"header": "x-user-id"}},
+            "strategy": {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}},
+            "analysis": {
+                "metrics": [{"name": "success-rate", "builtin": "successRate", "min": 0.99}]
+            },
+        }
+    )
+
+
+def _status() -> ModelDeploymentStatus:
+    return ModelDeploymentStatus.model_validate(
+        {
+            "phase": "Progressing",
+            "stable": {"version": "v1", "uri": "/m/v1.onnx"},
+            "candidate": {"version": "v2", "uri": "/m/v2.onnx"},
+            "strategy": "canary",
+            "stage": "Steps",
+            "currentStep": 1,
+            "weights": {"v1": 75, "v2": 25},
+            "versions": [
+                {"version": "v1", "uri": "/m/v1.onnx", "role": "stable", "replicas": 1},
+                {"version": "v2", "uri": "/m/v2.onnx", "role": "candidate", "replicas": 1},
+            ],
+            "measurements": [
+                {
+                    "metric": "success-rate",
+                    "version": "v2",
+                    "value": 0.97,
+                    "verdict": "Failed",
+                    "reason": "value 0.97 < min 0.99",
+                    "time": NOW.isoformat(),
+                }
+            ],
+        }
+    )
+
+
+def test_routes_follow_the_status() -> None:
+    both = routes_doc.build("m", _spec(), _status(), {"v1": 9001, "v2": 9002}, {"v1": True})
+    assert both is not None
+    routes = both.models["m"]
+    assert routes.versions["v2"].weight == 25
+    assert str(routes.versions["v2"].url) == "http://127.0.0.1:9002/"
+    assert routes.stickyKey is not None
+    assert routes.stickyKey.header == "x-user-id"
+
+
+def test_routes_are_kept_when_a_weighted_version_has_no_process() -> None:
+    # 25% would go nowhere: no document, so the router keeps its previous routes.
+    assert routes_doc.build("m", _spec(), _status(), {"v1": 9001}, {"v1": True}) is None
+    assert routes_doc.build("m", _spec(), _status(), {}, {}) is None
+
+
+def test_view_shows_weights_step_and_why() -> None:
+    text = view.render("m", _spec(), _status(), now=NOW)
+    assert "Progressing" in text
+    assert "canary step 2/2" in text
+    assert "v2  candidate" in text
+    assert " 25%" in text
+    assert "Failed" in text
+    assert "value 0.97 < min 0.99" in text
+
+
+def test_report_draws_a_png(tmp_path: Path) -> None:
+    history = [
+        HistoryPoint(t=0.0, phase="Healthy", stable="v1", weights={"v1": 100}),
+        HistoryPoint(
+            t=2.0,
+            phase="Progressing",
+            step=0,
+            stable="v1",
+            candidate="v2",
+            weights={"v1": 75, "v2": 25},
+            events=["RolloutStarted: v2"],
+        ),
+        HistoryPoint(
+            t=4.0,
+            phase="RolledBack",
+            step=0,
+            stable="v1",
+            candidate="v2",
+            weights={"v1": 100},
+            measurements=[
+                {"metric": "success-rate", "version": "v2", "value": 0.5, "verdict": "Failed"}
+            ],
+            events=["RolledBack: gate failed"],
+        ),
+    ]
+    spec = {"spec": {"analysis": {"metrics": [{"name": "success-rate", "min": 0.99}]}}}
+    out = report.render(history, tmp_path / "r.png", "m", spec)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(report.ReportError, match="only 1 history point"):
+        report.render(history[:1], tmp_path / "x.png", "m", spec)
