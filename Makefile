@@ -50,7 +50,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow and not controlplane" $(PYTEST_ARGS)
 
 demo: setup system-deps
-	$(PY) -m kanaria_server.demo
+	$(PY) -m kanaria.local.demo
 
 bench: setup system-deps
 	$(PY) -m bench $(BENCH_ARGS)

@@ -65,18 +65,18 @@ def _gates(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {m["name"]: m for m in metrics if isinstance(m, dict) and "name" in m}
 
 
-def _phase_changes(history: list[HistoryPoint]) -> list[tuple[float, str]]:
-    """(time, label) where phase, step or candidate changed: the annotations."""
+def _phase_changes(history: list[HistoryPoint], steps: bool = True) -> list[tuple[float, str]]:
+    """(time, label) where phase, candidate or (with ``steps``) the step changed."""
     marks: list[tuple[float, str]] = []
     last: tuple[str, int | None, str | None] | None = None
     for p in history:
-        key = (p.phase, p.step, p.candidate)
+        key = (p.phase, p.step if steps else None, p.candidate)
         if key != last:
             label = p.phase
-            if p.phase in ("Progressing", "Paused") and p.step is not None:
-                label += f" step {p.step + 1}"
             if p.candidate and p.phase != "Healthy":
-                label += f" ({p.candidate})"
+                label += f" {p.candidate}"
+            if steps and p.phase in ("Progressing", "Paused") and p.step is not None:
+                label += f" #{p.step + 1}"
             marks.append((p.t, label))
             last = key
     return marks
@@ -93,14 +93,16 @@ KEY_EVENTS = {
 
 
 def _phase_band(ax: Any, history: list[HistoryPoint], t0: float, end: float) -> None:
-    """A strip of coloured spans, one per phase/step, labelled where there is room."""
-    marks = _phase_changes(history)
+    """A strip of coloured spans, one per phase and candidate, labelled where there is room
+    (steps show as vertical lines on the panels below)."""
+    marks = _phase_changes(history, steps=False)
     for i, (start_abs, label) in enumerate(marks):
         start = start_abs - t0
         stop = marks[i + 1][0] - t0 if i + 1 < len(marks) else end
         colour = PHASE_COLOURS.get(label.split()[0], "0.7")
         ax.axvspan(start, stop, color=colour, alpha=0.35, linewidth=0)
-        if stop - start > end * 0.06:
+        # Roughly 0.9% of the axis per character at this size: label only where it fits.
+        if stop - start > end * 0.009 * (len(label) + 2):
             ax.text((start + stop) / 2, 0.5, label, ha="center", va="center", fontsize=7)
     ax.set_yticks([])
     ax.set_ylabel("phase", fontsize=9)
@@ -142,9 +144,10 @@ def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str,
     fig.suptitle(f"{name}: rollout history from {started}", fontsize=12)
     _phase_band(axes[0][0], history, t0, xs[-1])
     ax = axes[1][0]
-    colours = plt.get_cmap("tab10")
-    for i, v in enumerate(versions):
-        line_colour = colours(i % 10)
+    cmap = plt.get_cmap("tab10")
+    version_colour = {v: cmap(i % 10) for i, v in enumerate(versions)}
+    for v in versions:
+        line_colour = version_colour[v]
         ax.step(
             xs,
             [p.weights.get(v, 0.0) for p in history],
@@ -176,9 +179,10 @@ def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str,
                 ax_m.plot(
                     [x for x, _, _ in known],
                     [y for _, y, _ in known],
-                    color="0.6",
-                    linewidth=1,
+                    color=version_colour.get(version, "0.6"),
+                    linewidth=1.2,
                     zorder=1,
+                    label=version,
                 )
             for verdict, colour in VERDICT_COLOURS.items():
                 pts = [(x, y) for x, y, vd in known if vd == verdict]
@@ -187,9 +191,10 @@ def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str,
                         [x for x, _ in pts],
                         [y for _, y in pts],
                         color=colour,
-                        s=18,
+                        edgecolors=[version_colour.get(version, "0.6")],
+                        s=22,
                         zorder=2,
-                        label=f"{version} {verdict}",
+                        label=verdict,
                     )
             missing = [x for x, y, _ in points if y is None]
             if missing:
@@ -199,7 +204,7 @@ def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str,
                     marker="x",
                     color="tab:orange",
                     s=18,
-                    label=f"{version} no data",
+                    label="no data",
                 )
         for bound, style in (("min", ":"), ("max", "--")):
             if gate.get(bound) is not None:
