@@ -62,7 +62,7 @@ def error_response(
 class Upstream:
     """A backend answer, read in full."""
 
-    __slots__ = ("body", "headers", "status", "version")
+    __slots__ = ("body", "headers", "refused", "status", "version")
 
     def __init__(
         self, version: Version, status: int, headers: CIMultiDictProxy[str], body: bytes
@@ -71,6 +71,8 @@ class Upstream:
         self.status = status
         self.headers = headers
         self.body = body
+        self.refused: str | None = None
+        """Version that refused the connection before this answer came from a retry."""
 
 
 class Router:
@@ -256,6 +258,10 @@ class Router:
                 model, version, request.method, request.raw_path, headers, body, point, pinned
             )
             version_name = up.version.name
+            if is_infer and up.refused is not None:
+                # the client was served by another version, but the gates must see that
+                # this one failed: a dead canary would otherwise look merely idle
+                self.metrics.observe(name, up.refused, 503, time.perf_counter() - started)
             if is_infer:
                 if up.status < 300:
                     self.served.record(name, request_id, version_name)
@@ -387,7 +393,7 @@ class Router:
             retry.name,
         )
         try:
-            return await self._send(retry, method, path, headers, body)
+            up = await self._send(retry, method, path, headers, body)
         except _RETRYABLE as exc:
             tried = sorted({version.name, retry.name})
             raise errors.UnavailableError(
@@ -399,6 +405,8 @@ class Router:
             raise errors.BadGatewayError(
                 f"version {retry.name!r} of model {model.name!r} sent a broken answer: {exc}"
             ) from exc
+        up.refused = version.name
+        return up
 
     def _timeout(self, model: ModelTable, version: Version) -> errors.GatewayTimeoutError:
         return errors.GatewayTimeoutError(

@@ -39,6 +39,11 @@ def test_refused_connection_is_retried_on_another_weighted_version(
     assert {a.status_code for a in answers} == {200}
     assert {a.headers["x-kanaria-version"] for a in answers} == {"v1"}
     assert "retrying on v1" in r.proc.output()
+    # the refusing version is charged with a 503 per refused attempt, so its gates see it
+    refused = r.metric("kanaria_router_requests_total", model="fraud", version="v2", code="503")
+    assert refused > 0
+    served = r.metric("kanaria_router_requests_total", model="fraud", version="v1", code="200")
+    assert served == 40
 
 
 def test_all_backends_refusing_gives_503_with_a_v2_error(router: RouterFactory) -> None:
