@@ -132,11 +132,12 @@ def _run_local(args: argparse.Namespace) -> int:
         return 0
     deadline = time.monotonic() + CONFIRM_TIMEOUT_S
     while time.monotonic() < deadline:
-        status = state_dir.load().status
-        if status.get("lastCommand") == nonce:
-            print(
-                f"{verb} applied to {args.name}: {status.get('phase')} {status.get('message', '')}"
-            )
+        outcome = state_dir.load().commandOutcome
+        if outcome.get("nonce") == nonce:
+            if outcome.get("outcome") == "ignored":
+                print(f"{args.name}: {outcome.get('message')}", file=sys.stderr)
+                return 1
+            print(f"{verb} applied to {args.name}: {outcome.get('message')}")
             return 0
         time.sleep(0.2)
     print(

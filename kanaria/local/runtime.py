@@ -106,6 +106,18 @@ def _no_data(request: MeasurementRequest, now: datetime, reason: str) -> Measure
     )
 
 
+def _outcome(command: Command, decision: Decision) -> dict[str, str]:
+    """What became of a manual command, from the engine's events."""
+    ignored = [e.message for e in decision.events if e.reason == "CommandIgnored"]
+    if ignored:
+        return {"nonce": command.nonce, "outcome": "ignored", "message": ignored[0]}
+    return {
+        "nonce": command.nonce,
+        "outcome": "applied",
+        "message": f"{decision.status.phase}: {decision.status.message}",
+    }
+
+
 class Runtime:
     """One locally run ModelDeployment."""
 
@@ -280,6 +292,8 @@ class Runtime:
             generation=self.state.generation,
         )
         decision = decide(self.md.spec, status, observations, now)
+        if command is not None:
+            self.state.commandOutcome = _outcome(command, decision)
         self.state.status = decision.status.model_dump(mode="json", exclude_none=True)
         for event in decision.events:
             log.info("%s: %s: %s", self.name, event.reason, event.message)

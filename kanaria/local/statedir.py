@@ -120,6 +120,9 @@ class LocalState(_Model):
     prometheus: ProcessRecord | None = None
     commandsOffset: int = 0
     """Bytes of ``commands.jsonl`` already turned into observations."""
+    commandOutcome: dict[str, str] = Field(default_factory=dict)
+    """The last command's ``nonce`` and what came of it (``outcome``: applied|ignored,
+    ``message``), so the CLI verb can tell its user."""
     upPid: int | None = None
     """PID of the ``kanaria up`` that owns this directory (None once it stopped cleanly)."""
     metricsUrl: str | None = None

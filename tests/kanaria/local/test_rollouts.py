@@ -96,7 +96,7 @@ def test_canary_promotes_with_zero_failed_requests(env: Env) -> None:
     assert served.get(version, 0) > 0
 
 
-def _rollback_case(env: Env, server_args: list[str], gate: str) -> None:
+def _rollback_case(env: Env, server_args: list[str], gate: str) -> str:
     before_stable = stable(env.up.status())
     before, _ = _failures(env)
     version = env.rollout("v2", STEPS, server_args)
@@ -113,10 +113,20 @@ def _rollback_case(env: Env, server_args: list[str], gate: str) -> None:
     )
     assert rounds <= 2
     assert after - before == 0, dict(env.traffic.stats.errors)
+    return version
 
 
-def test_canary_rolls_back_on_errors(env: Env) -> None:
-    _rollback_case(env, ["--chaos-error-rate", "0.5"], "success-rate")
+def test_canary_rolls_back_on_errors_and_retry_starts_again(env: Env) -> None:
+    version = _rollback_case(env, ["--chaos-error-rate", "0.5"], "success-rate")
+    result = env.up.command("retry")
+    assert result.returncode == 0, result.stderr
+    env.up.wait(
+        f"{version} rolled back again",
+        lambda s: rolled_back(version)(s) and s["gates"]["success-rate"]["failed"] >= 1,
+    )
+    events = [e for p in env.up.history() if p.candidate == version for e in p.events]
+    assert sum(e.startswith("RolledBack") for e in events) == 2, events
+    assert any(e.startswith("Retry") for e in events), events
 
 
 def test_canary_rolls_back_on_latency(env: Env) -> None:
@@ -141,9 +151,18 @@ def test_inconclusive_holds_the_weight_when_traffic_stops(env: Env) -> None:
         assert all(p.weights.get(version, 0) <= 25 for p in history if p.candidate == version)
     finally:
         env.traffic.resume()
+    # A person steers from here: resume (data flows again), pause, resume, abort.
+    for verb in ("resume", "pause"):
+        result = env.up.command(verb)
+        assert result.returncode == 0, (verb, result.stderr)
+    assert env.up.status()["pauseReason"] == "Manual"
+    ignored = env.up.command("pause")
+    assert ignored.returncode == 1
+    assert "already paused" in ignored.stderr
     result = env.up.command("abort")
     assert result.returncode == 0, result.stderr
-    env.up.wait("the abort", rolled_back(version))
+    status = env.up.wait("the abort", rolled_back(version))
+    assert status["weights"] == {stable(status): 100}
 
 
 def test_blue_green_switches_and_switches_back(env: Env) -> None:
