@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -224,6 +225,18 @@ def test_unknown_route_uses_v2_error_shape(mlp_server: Server) -> None:
 def test_body_over_limit_is_413(mlp_server: Server) -> None:
     big = np.zeros((400, 64), dtype=np.float32)
     r = httpx.post(mlp_server.infer_url(), json=body(big))
+    assert r.status_code == 413
+    assert "65536-byte limit" in r.json()["error"]
+
+
+def test_chunked_body_over_limit_is_413(mlp_server: Server) -> None:
+    payload = json.dumps(body(np.zeros((400, 64), dtype=np.float32))).encode()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        for i in range(0, len(payload), 8192):
+            yield payload[i : i + 8192]
+
+    r = httpx.post(mlp_server.infer_url(), content=chunks())
     assert r.status_code == 413
     assert "65536-byte limit" in r.json()["error"]
 
