@@ -166,7 +166,7 @@ def _watch(render: Any, args: argparse.Namespace) -> int:
                 sys.stdout.write(f"--- {stamp}\n{text}\n")
             sys.stdout.flush()
             time.sleep(max(0.2, args.interval))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, or piped into `head`
         return 0
 
 

@@ -123,7 +123,12 @@ def render(
         latest[(m.metric, m.version)] = m
     if latest:
         lines.append("")
-        lines.append("  latest measurements")
+        active = status.candidate is not None and status.phase in (
+            "Progressing",
+            "Paused",
+            "Promoting",
+        )
+        lines.append("  latest measurements" + ("" if active else " (of the last rollout)"))
         for (metric, version), m in sorted(latest.items()):
             gate = gates.get(metric, {})
             lines.append(
