@@ -19,6 +19,7 @@ import logging
 import random
 import time
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,33 @@ async def read_body(receive: Receive, declared: int | None, limit: int) -> bytes
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Undo gzip/deflate request compression (Triton clients offer it), bounded by ``limit``.
+
+    The bound applies to the decompressed size, so a small compressed body cannot
+    expand into gigabytes (a "zip bomb") before validation.
+    """
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj()
+    else:
+        raise BadRequestError(
+            f"unsupported Content-Encoding {encoding!r} (supported: gzip, deflate, identity)"
+        )
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequestError(f"request body is not valid {encoding} data: {exc}") from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLargeError(
+            f"decompressed request body exceeds the {limit}-byte limit (max_body_bytes)"
+        )
+    if not inflater.eof:
+        raise BadRequestError(f"request body is truncated {encoding} data")
+    return out
+
+
 def int_header(raw: bytes, name: str) -> int:
     text = raw.decode("latin-1").strip()
     if not text.isdigit():
@@ -120,6 +148,7 @@ class InferHandler:
         header_id: str | None = None
         declared: int | None = None
         header_length: int | None = None
+        encoding = ""
         monitor.inflight.inc()
         try:
             try:
@@ -130,8 +159,12 @@ class InferHandler:
                         declared = int_header(value, "Content-Length")
                     elif key == b"inference-header-content-length":
                         header_length = int_header(value, "Inference-Header-Content-Length")
+                    elif key == b"content-encoding":
+                        encoding = value.decode("latin-1").strip().lower()
                 model = check_model(state, name, version)
                 body = await read_body(receive, declared, settings.max_body_bytes)
+                if encoding not in ("", "identity"):
+                    body = decompress(body, encoding, settings.max_body_bytes)
                 decoded = decode_request(body, header_length, model.signature)
                 request_id = decoded.id or header_id or self.new_request_id()
                 if settings.chaos_latency_ms > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -239,6 +240,22 @@ def test_chunked_body_over_limit_is_413(mlp_server: Server) -> None:
     r = httpx.post(mlp_server.infer_url(), content=chunks())
     assert r.status_code == 413
     assert "65536-byte limit" in r.json()["error"]
+
+
+def test_compressed_body_limits_and_errors(mlp_server: Server) -> None:
+    bomb = gzip.compress(b" " * 1_000_000)  # 1 MB of JSON whitespace: ~1 kB compressed
+    r = httpx.post(mlp_server.infer_url(), content=bomb, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    assert "decompressed request body exceeds" in r.json()["error"]
+    r = httpx.post(mlp_server.infer_url(), content=b"plain", headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 400
+    assert "not valid gzip data" in r.json()["error"]
+    r = httpx.post(mlp_server.infer_url(), content=b"x", headers={"Content-Encoding": "br"})
+    assert r.status_code == 400
+    assert "unsupported Content-Encoding 'br'" in r.json()["error"]
+    ok = gzip.compress(json.dumps(body()).encode())
+    r = httpx.post(mlp_server.infer_url(), content=ok, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 200
 
 
 def test_request_metrics(mlp_server: Server) -> None:

@@ -46,6 +46,16 @@ def test_infer(client: httpclient.InferenceServerClient, want: np.ndarray, binar
     assert result.get_response()["id"] == "triton-1"
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(
+    client: httpclient.InferenceServerClient, want: np.ndarray, algorithm: str
+) -> None:
+    tensor = httpclient.InferInput("input", list(X.shape), "FP32")
+    tensor.set_data_from_numpy(X)
+    result = client.infer(MODEL_NAME, [tensor], request_compression_algorithm=algorithm)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), want, rtol=1e-5, atol=1e-6)
+
+
 def test_infer_with_version_and_default_outputs(
     client: httpclient.InferenceServerClient, want: np.ndarray
 ) -> None:
