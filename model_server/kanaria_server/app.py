@@ -155,20 +155,28 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.log_predictions > 0:
-            state.predlog = PredictionLog(
-                settings.prediction_log,
-                settings.log_predictions,
-                settings.prediction_log_max_values,
-            )
-        task = asyncio.get_running_loop().create_task(load_in_background())
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+            try:
+                state.predlog = PredictionLog(
+                    settings.prediction_log,
+                    settings.log_predictions,
+                    settings.prediction_log_max_values,
+                )
+            except OSError as exc:
+                message = f"cannot open prediction log {settings.prediction_log}: {exc.strerror}"
+                state.load_error = message
+                log.error("%s", message)
+                if on_fatal is not None:
+                    on_fatal(message)
+        if state.load_error is None:  # nothing to load for a server that is already failing
+            task = asyncio.get_running_loop().create_task(load_in_background())
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)
         try:
             yield
         finally:
             monitor.ready.set(0)
-            if not task.done():
-                task.cancel()
+            for pending in list(state.tasks):
+                pending.cancel()
             if state.batcher is not None:
                 await state.batcher.close()
             if state.predlog is not None:

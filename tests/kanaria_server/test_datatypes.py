@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kanaria_server.datatypes import V2_TO_NUMPY
 
 from tests.kanaria_server.conftest import Server, metric_value, serve
@@ -176,3 +178,32 @@ def test_invalid_utf8_bytes_rejected(typed_server: Server) -> None:
     )
     assert r.status_code == 400
     assert "not valid UTF-8" in r.json()["error"]
+
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**65), 2**65),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=4),
+)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.sampled_from(sorted(TYPED)),
+    st.lists(values, max_size=8) | st.lists(st.lists(values, max_size=3), max_size=3),
+    st.sampled_from([TYPED_SHAPE, [3, 2], [2, 3, 1], [6]]),
+)
+def test_any_data_in_any_datatype_never_5xx(
+    typed_server: Server, datatype: str, data: list[Any], shape: list[int]
+) -> None:
+    r = httpx.post(typed_server.infer_url(), json=_with(datatype, data, shape=shape))
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 200:  # then it was a faithful tensor: echoed as sent
+        out = next(o for o in r.json()["outputs"] if o["name"] == f"out_{datatype}")
+        assert out["shape"] == TYPED_SHAPE

@@ -38,8 +38,10 @@ def run_to_exit(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[
         (lambda d: d / "m.onnx", ["--reference", "/nonexistent/p.json"],
          "reference profile file not found"),
         (lambda d: Path("ftp://host/m.onnx"), [], "unsupported model URI scheme 'ftp'"),
+        (lambda d: d / "m.onnx", ["--log-predictions", "1", "--prediction-log", "/nonexistent/p"],
+         "cannot open prediction log /nonexistent/p"),
     ],
-    ids=["missing", "corrupt", "sha256-mismatch", "missing-profile", "bad-scheme"],
+    ids=["missing", "corrupt", "sha256-mismatch", "missing-profile", "bad-scheme", "bad-log"],
 )  # fmt: skip
 def test_unloadable_model_exits_2_with_a_clear_message(
     mlp_path: Path, tmp_path: Path, make: object, flags: list[str], message: str
