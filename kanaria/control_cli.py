@@ -106,7 +106,7 @@ def _local_view(state_dir: StateDir) -> str:
         else "kanaria up is not running"
     )
     endpoints = {
-        v: f"127.0.0.1:{r.process.port}"
+        v: f"127.0.0.1:{r.process.port} {r.health}".rstrip()
         for v, r in state.versions.items()
         if r.process is not None and running
     }

@@ -51,7 +51,7 @@ from kanaria.local.statedir import (
     complete_length,
     read_commands,
 )
-from kanaria.local.supervisor import Supervisor, free_port, pid_alive
+from kanaria.local.supervisor import Supervisor, free_port, pid_alive, port_free
 from kanaria.rollout import (
     Command,
     Decision,
@@ -345,14 +345,20 @@ class Runtime:
             if child is None:
                 continue
             ready[version] = self.supervisor.check(name) and version not in self._retiring
-            if child.gave_up and name not in self._gave_up_logged:
-                self._gave_up_logged.add(name)
-                log.error(
-                    "%s: %s keeps exiting; left down. Last log lines:\n%s",
-                    self.name,
-                    name,
-                    child.log_tail(),
-                )
+            if child.gave_up:
+                record.health = "down"
+                if name not in self._gave_up_logged:
+                    self._gave_up_logged.add(name)
+                    log.error(
+                        "%s: %s keeps exiting; left down. Last log lines:\n%s",
+                        self.name,
+                        name,
+                        child.log_tail(),
+                    )
+            elif child.ready:
+                record.health = "ready"
+            else:
+                record.health = "restarting" if child.restarts else "starting"
             record.process = child.record()
         for name in ("router", "prometheus"):
             if name in self.supervisor.children:
@@ -402,6 +408,13 @@ class Runtime:
             if child is not None:
                 ports[v] = child.port
                 ready[v] = child.ready
+        if "router" not in self.supervisor.children:
+            # First start: the router goes up once the weighted versions answer, so the
+            # first client request does not meet a model that is still loading.
+            for v in ports:
+                if status.weights.get(v, 0) > 0:
+                    self._wait_first_ready(v)
+                    ready[v] = True
         routes = routes_doc.build(self.name, self.md.spec, status, ports, ready)
         if routes is not None:
             text = routes.to_yaml()
@@ -462,11 +475,26 @@ class Runtime:
         self._gave_up_logged.discard(name)
         log.info("%s: starting %s on 127.0.0.1:%d (pid %d)", self.name, version, port, child.pid)
 
+    def _wait_first_ready(self, version: str) -> None:
+        name = _server_name(version)
+        if self.supervisor.wait_ready(name, READY_TIMEOUT_S):
+            return
+        child = self.supervisor.children.get(name)
+        tail = child.log_tail() if child else ""
+        raise UpError(
+            f"{version} did not become ready, so there is nothing to serve; its log "
+            f"({self._log(name)}) ends with:\n{tail}"
+        )
+
     def _ensure_router(self) -> None:
         if "router" in self.supervisor.children:
             return
         previous = self.state.router.port if self.state.router else None
         port = self.options.router_port or previous or DEFAULT_ROUTER_PORT
+        if not port_free(port):
+            raise UpError(
+                f"127.0.0.1:{port} is already in use: pass another router port with --port"
+            )
         argv = [
             self.options.python,
             "-m",

@@ -84,6 +84,9 @@ class VersionRecord(_Model):
     serverArgs: list[str] = Field(default_factory=list)
     """Extra ``serve-model`` flags (fault injection drills), from the local-args annotation."""
     process: ProcessRecord | None = None
+    health: str = ""
+    """What ``kanaria up`` last saw: starting, ready, restarting, or down (gave up
+    restarting it; its log is in ``logs/server-<version>.log``)."""
 
 
 class HistoryPoint(_Model):

@@ -38,6 +38,17 @@ def free_port() -> int:
         return port
 
 
+def port_free(port: int) -> bool:
+    """Can a server listen on 127.0.0.1:``port`` right now?"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie."""
     try:
@@ -122,11 +133,13 @@ class Child:
             restarts=self.restarts,
         )
 
-    def log_tail(self, chars: int = 1500) -> str:
+    def log_tail(self, lines: int = 8) -> str:
+        """The last ``lines`` lines of the child's log (where it says why it failed)."""
         try:
-            return self.log.read_text(errors="replace")[-chars:]
+            text = self.log.read_text(errors="replace")
         except OSError:
             return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 class Supervisor:

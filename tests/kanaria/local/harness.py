@@ -116,12 +116,17 @@ class Up:
         self.wait("kanaria up to serve", lambda s: self.serving() and check(s), 120)
 
     def serving(self) -> bool:
-        """This run of ``kanaria up`` owns the state directory (it wrote its PID)."""
+        """This run of ``kanaria up`` owns the state directory and has made its first pass."""
         try:
             data = json.loads(self.dir.state_file.read_text())
         except (OSError, ValueError):
             return False
-        return self.proc is not None and data.get("upPid") == self.proc.pid
+        # "serving at" is printed once the first engine pass has been applied.
+        return (
+            self.proc is not None
+            and data.get("upPid") == self.proc.pid
+            and "serving at" in self.proc.output()
+        )
 
     def apply(self, document: dict[str, Any]) -> None:
         path = self.write(document)

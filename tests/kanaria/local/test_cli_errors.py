@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -83,3 +84,26 @@ def test_local_verbs_append_commands_with_nonces(tmp_path: Path) -> None:
     lines = [yaml.safe_load(line) for line in d.commands_file.read_text().splitlines()]
     assert [line["verb"] for line in lines] == ["promote-full", "pause", "abort"]
     assert len({line["nonce"] for line in lines}) == 3
+
+
+def test_up_refuses_a_router_port_in_use_and_stops_what_it_started(tmp_path: Path) -> None:
+    from kanaria.modelgen import mlp_classifier
+
+    path = _md(tmp_path)
+    mlp_classifier(tmp_path / "v1.onnx", layers=(4, 8, 2), seed=1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run(
+            "up", "-f", str(path), "--state-dir", "st", "--prometheus", "off",
+            "--port", str(port), cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 1
+    _no_traceback(result)
+    assert f"127.0.0.1:{port} is already in use: pass another router port" in result.stderr
+    state = StateDir.for_model(tmp_path / "st", "fraud").load()
+    assert state.upPid is None
+    for record in state.versions.values():
+        assert record.process is not None
+        assert not Path(f"/proc/{record.process.pid}").exists()
