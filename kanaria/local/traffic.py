@@ -79,6 +79,7 @@ class TrafficGenerator:
         sticky_header: str = "x-user-id",
         seed: int = 0,
         timeout_s: float = 10.0,
+        shift: float = 0.0,
     ) -> None:
         self.endpoint = f"{url.rstrip('/')}/v2/models/{model}/infer"
         self.width = width
@@ -88,6 +89,9 @@ class TrafficGenerator:
         self.sticky_header = sticky_header
         self.seed = seed
         self.timeout_s = timeout_s
+        self.shift = shift
+        """Mean of the generated features (0: the N(0, 1) the demo models expect); set
+        it to simulate input drift."""
         self.stats = TrafficStats()
         self._stop = threading.Event()
         self._paused = threading.Event()
@@ -136,7 +140,7 @@ class TrafficGenerator:
         try:
             response = client.post(
                 self.endpoint,
-                json=infer_body(self.width, rng),
+                json=infer_body(self.width, rng, self.shift),
                 headers={self.sticky_header: user},
             )
         except httpx.HTTPError as exc:
