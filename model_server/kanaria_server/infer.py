@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import logging
 import random
+import re
 import time
 import uuid
 import zlib
@@ -146,6 +147,8 @@ class InferHandler:
         monitor = state.monitor
         started = time.perf_counter()
         header_id: str | None = None
+        request_id: str | None = None
+        responded = False
         declared: int | None = None
         header_length: int | None = None
         encoding = ""
@@ -166,7 +169,7 @@ class InferHandler:
                 if encoding not in ("", "identity"):
                     body = decompress(body, encoding, settings.max_body_bytes)
                 decoded = decode_request(body, header_length, model.signature)
-                request_id = decoded.id or header_id or self.new_request_id()
+                request_id = decoded.id or header_id
                 if settings.chaos_latency_ms > 0:
                     await asyncio.sleep(settings.chaos_latency_ms / 1000)
                 if settings.chaos_error_rate > 0 and random.random() < settings.chaos_error_rate:
@@ -186,12 +189,13 @@ class InferHandler:
             except ServerError as exc:
                 monitor.count_request("infer", exc.status)
                 monitor.latency.observe(time.perf_counter() - started)
-                error_id = header_id or self.new_request_id()
+                error_id = request_id or header_id or self.new_request_id()
                 await _send(send, exc.status, orjson.dumps({"error": exc.message}), error_id)
                 return
             except ClientGoneError:
                 monitor.count_request("infer", 499)
                 return
+            request_id = request_id or self.new_request_id()
             if monitor.classifiers and state.feedback.capacity > 0:
                 scores = outputs[monitor.classifiers[0]]
                 if scores.ndim == 2:
@@ -205,6 +209,7 @@ class InferHandler:
             headers = []
             if json_length is not None:
                 headers.append((b"inference-header-content-length", str(json_length).encode()))
+            responded = True
             await _send(
                 send, 200, payload, request_id, BINARY_TYPE if json_length else JSON_TYPE, headers
             )
@@ -213,10 +218,15 @@ class InferHandler:
         except Exception as exc:  # a bug, not the caller's fault: answer 500 and log it
             log.exception("infer failed unexpectedly")
             monitor.count_request("infer", 500)
-            body = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
-            await _send(send, 500, body, header_id or self.new_request_id())
+            if not responded:
+                body = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
+                await _send(send, 500, body, request_id or header_id or self.new_request_id())
         finally:
             monitor.inflight.dec()
+
+
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+"""Control characters (CR/LF above all) must not reach a header from a body ``id``."""
 
 
 async def _send(
@@ -230,7 +240,7 @@ async def _send(
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode("latin-1", "replace")),
+        (b"x-request-id", _HEADER_UNSAFE.sub("?", request_id).encode("latin-1", "replace")),
     ]
     if extra:
         headers.extend(extra)

@@ -87,6 +87,14 @@ def test_request_id_from_header_or_generated(mlp_server: Server) -> None:
     assert a != b
 
 
+def test_control_characters_in_id_never_reach_headers(mlp_server: Server) -> None:
+    r = httpx.post(mlp_server.infer_url(), json=body(id="a\r\nx-evil: 1"))
+    assert r.status_code == 200
+    assert "x-evil" not in r.headers
+    assert r.headers["x-request-id"] == "a??x-evil: 1"
+    assert r.json()["id"] == "a\r\nx-evil: 1"
+
+
 def test_nested_data_and_parameters_accepted(mlp_server: Server) -> None:
     doc = body(parameters={"anything": 1})
     doc["inputs"][0]["data"] = ROWS.tolist()
