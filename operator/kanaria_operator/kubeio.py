@@ -43,6 +43,22 @@ def load_api_client(kubeconfig: Path | None) -> client.ApiClient:
         return config.new_client_from_config()  # type: ignore[no-untyped-call,no-any-return]
 
 
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) turning ``old`` into ``new``.
+
+    Merge patches merge maps recursively, so a key that disappeared (a version
+    dropped from ``status.weights``) must be sent as null at every depth.
+    """
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = merge_patch(before, value)
+        else:
+            patch[key] = value
+    return patch
+
+
 def summary(exc: DynamicApiError) -> str:
     """The API server's message for a failed call (e.g. a 422's field errors)."""
     return str(exc.summary())  # type: ignore[no-untyped-call]
@@ -144,7 +160,7 @@ class Kube:
         A JSON merge patch with ``status`` set whole: keys of ``old`` (the status
         read at the start of the pass) that the engine dropped are sent as null.
         """
-        body = {"status": {**{k: None for k in old if k not in status}, **status}}
+        body = {"status": merge_patch(old, status)}
         self.modeldeployments.status.patch(
             body=body,
             name=name,

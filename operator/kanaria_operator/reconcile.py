@@ -75,6 +75,8 @@ INVALID_SPEC = "InvalidSpec"
 REAPPLY_AFTER_S = 60.0
 """Unchanged objects are re-applied this often anyway, to undo manual edits."""
 URI_CHECK_TTL_S = 300.0
+TRANSIENT = frozenset({401, 403, 404, 409, 429, 503, 504})
+"""API errors that say nothing about the spec (auth, races, overload): retried quietly."""
 
 
 def parse_command(value: str | None) -> Command | str | None:
@@ -305,10 +307,16 @@ class Reconciler:
             try:
                 self.kube.apply(manifest)
             except DynamicApiError as exc:
-                if exc.status in (400, 422):
-                    memory.applied.pop(key, None)
-                    return "ObjectRejected", f"{key[0]} {key[1]}: {summary(exc)}"
-                raise
+                if exc.status in TRANSIENT:
+                    raise
+                # 400/422, or a 500 for values it cannot even decode (a resource
+                # quantity like "lots"): what the spec asks for cannot be created.
+                memory.applied.pop(key, None)
+                return (
+                    "ObjectRejected",
+                    f"the API server refused {key[0]} {key[1]} built from the spec "
+                    f"(HTTP {exc.status}): {summary(exc)}",
+                )
             memory.applied[key] = (digest, mono)
         self._delete_dropped(owner, {m["metadata"]["name"] for m in desired}, memory)
         for action in decision.actions:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import yaml
 from kanaria_operator import objects
+from kanaria_operator.kubeio import merge_patch
 from kanaria_operator.reconcile import parse_command, set_condition, version_observation
 from kanaria_operator.routing import build_routes
 from kanaria_operator.settings import OperatorSettings
@@ -227,3 +228,10 @@ def test_retraining_job_from_template() -> None:
     assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "retraining"
     assert job["spec"] == template["spec"]
     assert yaml.safe_dump(job)  # serialisable as-is
+
+
+def test_status_merge_patch_removes_dropped_keys_at_every_depth() -> None:
+    old = {"weights": {"v1": 20, "v2": 80}, "mirror": {"version": "v2"}, "phase": "Progressing"}
+    new = {"weights": {"v2": 100}, "phase": "Healthy"}
+    patch = merge_patch(old, new)
+    assert patch == {"weights": {"v1": None, "v2": 100}, "mirror": None, "phase": "Healthy"}
