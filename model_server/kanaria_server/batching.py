@@ -180,15 +180,18 @@ class Batcher:
                 kept.append(job)
         self._pending.extendleft(reversed(kept))
 
-    def _run_observed(self, inputs: dict[str, Array]) -> Outputs:
-        """Run onnxruntime (its errors propagate); then monitoring, whose bugs must not."""
-        start = time.perf_counter()
-        outputs = self._run(inputs)
+    def _observe(self, inputs: dict[str, Array], outputs: Outputs, seconds: float) -> None:
         if self._observe_batch is not None:
             try:
-                self._observe_batch(inputs, outputs, time.perf_counter() - start)
+                self._observe_batch(inputs, outputs, seconds)
             except Exception:  # a monitoring bug must not fail predictions
                 log.exception("monitoring of a batch failed")
+
+    def _run_observed(self, inputs: dict[str, Array]) -> Outputs:
+        """Run onnxruntime (its errors propagate), then monitoring (whose errors do not)."""
+        start = time.perf_counter()
+        outputs = self._run(inputs)
+        self._observe(inputs, outputs, time.perf_counter() - start)
         return outputs
 
     def _execute(self, batch: list[_Job]) -> list[Outputs | BaseException]:
@@ -202,10 +205,16 @@ class Batcher:
                     return [InferenceFailedError(message)]
             names = list(batch[0].inputs)
             merged = {n: np.concatenate([j.inputs[n] for j in batch]) for n in names}
+            start = time.perf_counter()
             try:
-                outputs = self._run_observed(merged)
+                outputs = self._run(merged)
             except Exception:  # retry one by one: only the culprit fails
                 return self._execute_each(batch)
+            total = sum(j.rows for j in batch)
+            if any(a.ndim == 0 or a.shape[0] != total for a in outputs.values()):
+                # an output whose first dimension is not the batch cannot be split per request
+                return self._execute_each(batch)
+            self._observe(merged, outputs, time.perf_counter() - start)
             results: list[Outputs | BaseException] = []
             start = 0
             for job in batch:

@@ -57,3 +57,17 @@ def gather_model(path: Path) -> Path:
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 1])],
     )
     return _save(graph, path)
+
+
+def nonzero_model(path: Path) -> Path:
+    """Indices of non-zero inputs: a free first output dimension that is not the batch."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("NonZero", ["x"], ["nz"]),
+            helper.make_node("Transpose", ["nz"], ["y"], perm=[1, 0]),
+        ],
+        "nonzero",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, ["count", 2])],
+    )
+    return _save(graph, path)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.kanaria_server.conftest import Server, metric_value, serve
+from tests.kanaria_server.models import nonzero_model
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,24 @@ def test_inputs_disagreeing_on_batch_dimension(gather_server: Server) -> None:
     r = httpx.post(gather_server.infer_url(), json=body)
     assert r.status_code == 400
     assert "batch (first) dimension" in r.json()["error"]
+
+
+def test_output_that_is_not_per_row_is_not_split(
+    model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    model = nonzero_model(model_dir / "nonzero.onnx")
+    logs = tmp_path_factory.mktemp("nonzero-logs")
+    with serve(model, logs, "--max-batch-delay-ms", "200", name="nonzero") as server:
+        xs = [np.full((1, 4), float(i + 1), dtype=np.float32) for i in range(6)]
+        bodies = [
+            {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                         "data": x.ravel().tolist()}]}
+            for x in xs
+        ]  # fmt: skip
+        responses = asyncio.run(send_all(server.infer_url(), bodies))
+        for response in responses:
+            assert response.status_code == 200, response.text
+            # one row of 4 non-zero values: indices (0, 0) .. (0, 3), whatever else was batched
+            assert response.json()["outputs"][0]["data"] == [0, 0, 0, 1, 0, 2, 0, 3]
+        text = server.metrics()
+        assert metric_value(text, "kanaria_server_batch_size_count") == len(xs)
