@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 from typing import Any
@@ -101,7 +102,7 @@ def serve(settings: Settings) -> int:
         http="httptools",
         access_log=False,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
         lifespan="on",
     )
     server = uvicorn.Server(config)
