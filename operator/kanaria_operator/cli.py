@@ -110,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per Prometheus query and per probe would drown the operator's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     from kanaria_operator import runner  # noqa: PLC0415  (kopf is heavy: load on run only)
 
     return runner.run(settings)

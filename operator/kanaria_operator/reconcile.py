@@ -321,7 +321,7 @@ class Reconciler:
         self._delete_dropped(owner, {m["metadata"]["name"] for m in desired}, memory)
         for action in decision.actions:
             if isinstance(action, Retrain):
-                self._retrain(obj, owner, spec, action)
+                self._retrain(obj, owner, spec, action, self.clock())
         return None
 
     def _delete_dropped(self, owner: Owner, keep: set[str], memory: _Memory) -> None:
@@ -336,7 +336,12 @@ class Reconciler:
                     memory.applied.pop((kind, item_name), None)
 
     def _retrain(
-        self, obj: dict[str, Any], owner: Owner, spec: ModelDeploymentSpec, action: Retrain
+        self,
+        obj: dict[str, Any],
+        owner: Owner,
+        spec: ModelDeploymentSpec,
+        action: Retrain,
+        now: datetime,
     ) -> None:
         """Create a retraining Job from the template, unless one is still running."""
         rt = spec.retraining
@@ -356,7 +361,7 @@ class Reconciler:
                     f"Job {job['metadata']['name']} is still running: at most one at a time",
                 )
                 return
-        stamp = action.since.strftime("%Y%m%d%H%M%S")
+        stamp = now.strftime("%Y%m%d%H%M%S")
         job = retraining_job(owner, rt.jobTemplate, stamp)
         try:
             self.kube.create(jobs, job, owner.namespace)

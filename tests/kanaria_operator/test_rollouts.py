@@ -17,6 +17,7 @@ import yaml
 
 from tests.kanaria_operator.conftest import Metrics, StartOperator
 from tests.kanaria_operator.helpers import (
+    WAIT_S,
     change_model,
     command,
     events,
@@ -403,3 +404,47 @@ def test_problems_only_the_operator_sees_become_conditions_and_events(
         60, "an InvalidCommand event", 0.5,
     )  # fmt: skip
     assert op.proc.alive()
+
+
+def test_drift_on_stable_creates_one_retraining_job_at_a_time(
+    installed: ControlPlane, namespace: str, metrics: Metrics, start_operator: StartOperator
+) -> None:
+    start_operator(namespace, f"l-{namespace}", metrics.prometheus_url)
+    doc = md("drifting", MANUAL, analysis={"interval": INTERVAL})
+    # The Job's pod can be scheduled nowhere, so the Job stays active (kwok would
+    # otherwise complete it at once) and the next request must be skipped.
+    pod = {
+        "restartPolicy": "Never",
+        "nodeSelector": {"kanaria.io/no-such-node": "true"},
+        "containers": [{"name": "train", "image": "trainer:1"}],
+    }
+    doc["spec"]["retraining"] = {
+        "metric": "inputDrift",
+        "threshold": 0.2,
+        "duration": "1s",
+        "cooldown": "1s",
+        "jobTemplate": {
+            "metadata": {"labels": {"team": "ml"}},
+            "spec": {"template": {"spec": pod}},
+        },
+    }
+    drift = {
+        "name": "kanaria_input_drift_psi",
+        "labels": {"namespace": namespace, "model": "drifting", "version": "v1", "input": "x"},
+        "value": 0.5,
+    }
+    # Drift is judged only on enough infer requests, so the stable version has traffic.
+    metrics.set([drift, *traffic(namespace, "drifting", "v1", ok=40)])
+    name = deploy(installed, namespace, doc)
+    procs.wait_until(
+        lambda: "RetrainingSkipped" in reasons(installed, namespace, name),
+        WAIT_S, "a second retraining request to be skipped", 0.5,
+    )  # fmt: skip
+    jobs = installed.get_json("jobs", "-n", namespace)["items"]
+    assert len(jobs) == 1
+    assert jobs[0]["metadata"]["labels"]["team"] == "ml"
+    assert jobs[0]["metadata"]["ownerReferences"][0]["name"] == name
+    assert "RetrainingJobCreated" in reasons(installed, namespace, name)
+    st = wait_status(installed, namespace, name, lambda s: True, "status")
+    drift = next(c for c in st["conditions"] if c["type"] == "DriftDetected")
+    assert drift["status"] == "True"
