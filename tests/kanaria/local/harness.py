@@ -66,7 +66,7 @@ def md(
                 if metrics is not None
                 else [
                     {"name": "success-rate", "builtin": "successRate", "min": 0.95},
-                    {"name": "p99-latency", "builtin": "latencyP99", "max": 0.3},
+                    {"name": "p99-latency", "builtin": "latencyP99", "max": 0.8},
                 ],
                 **analysis,
             },
