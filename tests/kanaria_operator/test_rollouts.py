@@ -446,5 +446,5 @@ def test_drift_on_stable_creates_one_retraining_job_at_a_time(
     assert jobs[0]["metadata"]["ownerReferences"][0]["name"] == name
     assert "RetrainingJobCreated" in reasons(installed, namespace, name)
     st = wait_status(installed, namespace, name, lambda s: True, "status")
-    drift = next(c for c in st["conditions"] if c["type"] == "DriftDetected")
-    assert drift["status"] == "True"
+    condition = next(c for c in st["conditions"] if c["type"] == "DriftDetected")
+    assert condition["status"] == "True"
