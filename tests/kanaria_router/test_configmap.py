@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from kubernetes import client, config
 
 from tests.kanaria_router.conftest import Backend, RouterProc, routes
@@ -102,3 +103,60 @@ def test_weight_change_in_the_configmap_applies_quickly(
     )
     assert r.metric("kanaria_router_weight_percent", model="fraud", version="v2") == 40
     assert "rejected, keeping the previous routes" in r.proc.output()
+
+
+def test_router_needs_only_get_list_watch_on_its_one_configmap(
+    control_plane: ControlPlane,
+    core: client.CoreV1Api,
+    namespace: str,
+    log_dir: Path,
+    tmp_path: Path,
+    shared_backends: dict[str, Backend],
+) -> None:
+    """The operator grants the router a Role limited by resourceNames; the router's
+    list and watch select its ConfigMap by name, which is what such a Role allows."""
+    account = "router"
+    control_plane.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": account},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": [NAME],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": account},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+        namespace=namespace,
+    )
+    token = control_plane.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+    admin = yaml.safe_load(control_plane.kubeconfig.read_text())
+    admin["users"] = [{"name": account, "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = account
+    kubeconfig = tmp_path / "router-kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(admin))
+    put(core, namespace, routes({"fraud": {"versions": {"v1": (shared_backends["v1"], 100)}}}))
+
+    port = procs.free_port()
+    args = procs.kanaria(
+        "route", "--configmap", f"{namespace}/{NAME}", "--kubeconfig", str(kubeconfig),
+        "--port", str(port), "--host", "127.0.0.1",
+    )  # fmt: skip
+    with procs.running(
+        args, log_dir, "router-least-privilege", f"http://127.0.0.1:{port}/v2/health/ready"
+    ) as proc:
+        r = RouterProc(proc, port, tmp_path / "unused.yaml")
+        put(core, namespace, routes({"fraud": {"versions": {"v2": (shared_backends["v2"], 100)}}}))
+        r.wait_weight("fraud", "v2", 100, timeout=30)
+        assert "403" not in proc.output()
