@@ -39,7 +39,10 @@ def _read_data(path: Path) -> dict[str, Any] | Any:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
     if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as exc:  # numpy's message for a non-.npy file talks about pickles
+            raise ValueError(f"{path} is not a numeric .npy array file") from exc
     if suffix == ".csv":
         with path.open(encoding="utf-8") as fh:
             first = fh.readline()
@@ -109,10 +112,14 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"{PROG}: data file not found: {exc.filename}", file=sys.stderr)
         return 2
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    save_profile(doc, output)
+    try:
+        save_profile(doc, output)
+    except OSError as exc:
+        print(f"{PROG}: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        return 2
     summary = ", ".join(
         f"{n} ({e['rows']} rows, {e['features']} {'pooled' if e['pooled'] else 'features'})"
         for n, e in doc["inputs"].items()

@@ -158,3 +158,21 @@ def test_profile_from_csv(mlp_path: Path, tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["inputs"]["input"]["rows"] == 50
     assert doc["inputs"]["input"]["features"] == 64
+
+
+def test_profile_errors_are_clear(mlp_path: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npy"
+    bad.write_text("not numpy")
+    cases = [
+        (["--data", str(bad)], "is not a numeric .npy array file"),
+        (["--data", str(tmp_path / "absent.csv")], "data file not found"),
+        (["--data", str(bad), "--bins", "1"], "--bins must be between 2 and 100"),
+    ]
+    for extra, message in cases:
+        done = subprocess.run(
+            kanaria("profile", "--model", str(mlp_path), "-o", str(tmp_path / "p.json"), *extra),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, extra
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
