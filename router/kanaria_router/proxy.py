@@ -236,6 +236,7 @@ class Router:
         model = table.models.get(name)
         is_infer = rest.endswith("infer") and request.method == "POST"
         version_name = UNROUTED
+        request_id = request.headers.get(REQUEST_ID) or os.urandom(16).hex()
         try:
             self._guard(request)
             if model is None:
@@ -243,7 +244,6 @@ class Router:
                 raise errors.NotFoundError(
                     f"model {name!r} is not routed here (known models: {known})"
                 )
-            request_id = request.headers.get(REQUEST_ID) or os.urandom(16).hex()
             if rest == "feedback" and request.method == "POST":
                 return await self._feedback(request, model, request_id)
             pinned = self._pinned(request, model, rest)
@@ -277,7 +277,9 @@ class Router:
             response = web.Response(status=up.status, body=up.body, headers=out)
             status = up.status
         except errors.RouterError as exc:
-            response = error_response(exc.status, exc.message, exc.headers)
+            response = error_response(
+                exc.status, exc.message, {**exc.headers, REQUEST_ID: request_id}
+            )
             status = exc.status
         if is_infer and model is not None:
             self.metrics.observe(name, version_name, status, time.perf_counter() - started)

@@ -60,6 +60,7 @@ def test_all_backends_refusing_gives_503_with_a_v2_error(router: RouterFactory) 
         answer = infer(c)
     assert answer.status_code == 503
     assert "unreachable" in answer.json()["error"]
+    assert len(answer.headers["x-request-id"]) == 32  # errors are traceable too
     assert r.metric("kanaria_router_requests_total", model="fraud", code="503") == 1
 
 
