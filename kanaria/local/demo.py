@@ -31,6 +31,8 @@ NAME = "fraud"
 WIDTH = 16
 INTERVAL = "2s"
 STEP_TIMEOUT_S = 150.0
+RATE = 40.0
+"""Synthetic requests per second: enough that a 20% canary has minRequests per interval."""
 
 
 def _say(text: str) -> None:
@@ -76,7 +78,7 @@ def manifest(
             "analysis": {
                 "interval": INTERVAL,
                 "failureLimit": 1,
-                "minRequests": 5,
+                "minRequests": 10,
                 "metrics": metrics,
             },
         },
@@ -176,34 +178,44 @@ def run(out: Path) -> int:
     traffic: TrafficGenerator | None = None
     try:
         demo.wait_for("v1 to serve", lambda s: s.get("phase") == "Healthy")
-        _say("v1 is serving; starting synthetic clients (30 req/s, 200 sticky users)")
+        _say(f"v1 is serving; starting synthetic clients ({RATE} req/s, 200 sticky users)")
         traffic = TrafficGenerator(
-            f"http://127.0.0.1:{port}", NAME, WIDTH, rate=30, workers=8
+            f"http://127.0.0.1:{port}", NAME, WIDTH, rate=RATE, workers=8
         ).start()
         time.sleep(3)
 
         _say("1) canary: kanaria apply v2 (smaller and faster)")
         demo.apply(demo.write("fraud-v2.yaml", manifest("v2", models["v2"], CANARY, [])))
+        demo.wait_for("v2 at 50%", lambda s: (s.get("weights") or {}).get("v2") == 50)
+        _say(f"what `kanaria status {NAME}` shows right now:")
+        shown = subprocess.run(
+            demo.kanaria("status", NAME), capture_output=True, text=True, check=False
+        )
+        print("\n".join(f"           {line}" for line in shown.stdout.splitlines()), flush=True)
         demo.wait_for(
             "v2 to be promoted", lambda s: _stable(s) == "v2" and s.get("phase") == "Healthy"
         )
         ok, failed, _ = traffic.stats.snapshot()
         _say(f"v2 promoted; clients so far: {ok} ok, {failed} failed")
 
-        _say("2) canary: kanaria apply v3 (served with 30% injected errors)")
+        _say("2) canary: kanaria apply v3 (served with 50% injected errors)")
         before_failed = failed
         demo.apply(
             demo.write(
                 "fraud-v3.yaml",
-                manifest("v3", models["v3"], CANARY, ["--chaos-error-rate", "0.3"]),
+                manifest("v3", models["v3"], CANARY, ["--chaos-error-rate", "0.5"]),
             )
         )
         status = demo.wait_for("v3 to be rolled back", lambda s: s.get("phase") == "RolledBack")
         ok, failed, _ = traffic.stats.snapshot()
+        peak = max(
+            (p.weights.get("v3", 0.0) for p in demo.dir.read_history() if p.candidate == "v3"),
+            default=0.0,
+        )
         _say(
             f"v3 rolled back: {status.get('message', '')}\n"
             f"           clients saw {failed - before_failed} errors from v3 while it had "
-            "20% of traffic (the injected faults the gate caught)"
+            f"up to {peak:g}% of traffic (the injected faults the gate caught)"
         )
 
         _say("3) shadow: kanaria apply v4 (v2 re-exported: it should answer exactly like v2)")

@@ -38,7 +38,7 @@ def progress(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> tuple[
         step = status.currentStep or 0
         if total == 0:
             return 0.0, "canary"
-        return step / total, f"canary step {min(step + 1, total)}/{total}"
+        return step / total, f"canary: {min(step, total)}/{total} steps done"
     if kind == "blueGreen":
         order = ["Preview", "Switching", "PostPromotion"]
         stage = status.stage or "Preview"

@@ -78,7 +78,7 @@ def test_verbs_annotate_and_status_renders_the_object(
     shown = _cli(control_plane, "status", "fraud", "-n", namespace)
     assert shown.returncode == 0, shown.stderr
     assert "Progressing" in shown.stdout
-    assert "canary step 2/2" in shown.stdout
+    assert "canary: 1/2 steps done" in shown.stdout
     assert " 20%" in shown.stdout
 
     missing = _cli(control_plane, "abort", "nosuch", "-n", namespace, "--no-wait")

@@ -24,6 +24,7 @@ def test_demo_runs_three_rollouts_and_writes_the_report(tmp_path: Path) -> None:
     text = result.stdout
     assert "v2 promoted" in text
     assert "v3 rolled back" in text
+    assert "up to 20% of traffic" in text  # caught at the first canary step
     assert "Graduated: shadow of v4 passed" in text
     assert "Promoted: v4 is stable at 100%" in text
     assert "0 caused by the rollouts" in text

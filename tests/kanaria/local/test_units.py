@@ -209,7 +209,7 @@ def test_routes_are_kept_when_a_weighted_version_has_no_process() -> None:
 def test_view_shows_weights_step_and_why() -> None:
     text = view.render("m", _spec(), _status(), now=NOW)
     assert "Progressing" in text
-    assert "canary step 2/2" in text
+    assert "canary: 1/2 steps done" in text
     assert "v2  candidate" in text
     assert " 25%" in text
     assert "Failed" in text
