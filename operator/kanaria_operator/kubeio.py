@@ -159,7 +159,11 @@ class Kube:
 
         A JSON merge patch with ``status`` set whole: keys of ``old`` (the status
         read at the start of the pass) that the engine dropped are sent as null.
+        Nothing is written when nothing changed (an idle ModelDeployment's passes
+        would otherwise churn resourceVersions and wake every watcher).
         """
+        if status == old:
+            return
         body = {"status": merge_patch(old, status)}
         self.modeldeployments.status.patch(
             body=body,
