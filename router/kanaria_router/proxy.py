@@ -277,9 +277,10 @@ class Router:
             response = web.Response(status=up.status, body=up.body, headers=out)
             status = up.status
         except errors.RouterError as exc:
-            response = error_response(
-                exc.status, exc.message, {**exc.headers, REQUEST_ID: request_id}
-            )
+            extra = {**exc.headers, REQUEST_ID: request_id}
+            if version_name != UNROUTED:
+                extra[VERSION_HEADER] = version_name  # which version timed out or refused
+            response = error_response(exc.status, exc.message, extra)
             status = exc.status
         if is_infer and model is not None:
             self.metrics.observe(name, version_name, status, time.perf_counter() - started)

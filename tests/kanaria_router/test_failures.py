@@ -73,6 +73,7 @@ def test_backend_timeout_gives_504(router: RouterFactory, backend: BackendFactor
         answer = infer(c)
     assert answer.status_code == 504
     assert "did not answer within 0.5s" in answer.json()["error"]
+    assert answer.headers["x-kanaria-version"] == "v1"
 
 
 def test_backend_errors_pass_through_unchanged(
