@@ -1,7 +1,8 @@
 """The router follows the routes the operator writes, with the permissions the operator
-gave it: a real ``kanaria route --configmap`` process authenticated as the router
-ServiceAccount (token from the test API server) watches the ConfigMap while the
-operator moves weights.
+gave it: a real ``kanaria route`` process started with the router Deployment's own args
+and environment (``KANARIA_CONFIGMAP``), authenticated as the router ServiceAccount
+(token from the test API server), watches the ConfigMap while the operator moves
+weights.
 
 How long a weight change takes from the ConfigMap write to the router applying
 it is measured and printed (``-s``; also a test property), never asserted.
@@ -75,13 +76,16 @@ def test_router_applies_the_weights_the_operator_writes(
     kubeconfig = service_account_kubeconfig(
         installed, namespace, f"{name}-router", tmp_path / "router-kubeconfig"
     )
+    # The router runs exactly as the operator's Deployment says (args and env), only
+    # listening on 127.0.0.1 and reading the ServiceAccount token from a kubeconfig.
+    router = installed.get_json("deployment", f"{name}-router", "-n", namespace)
+    (container,) = router["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
-    args = procs.kanaria(
-        "route", "--configmap", f"{namespace}/{name}-routes", "--kubeconfig", str(kubeconfig),
-        "--host", "127.0.0.1", "--port", str(port),
-    )  # fmt: skip
-    with procs.running(args, log_dir, "router", ready_url=f"{url}/v2/health/live"):
+    env.update(KANARIA_HOST="127.0.0.1", KANARIA_PORT=str(port), KANARIA_KUBECONFIG=str(kubeconfig))
+    args = procs.kanaria(*container["args"])
+    with procs.running(args, log_dir, "router", ready_url=f"{url}/v2/health/live", env=env):
         procs.wait_until(
             lambda: router_weight(url, name, "v1") == 100, 60, "the router to load v1 at 100%", 0.2
         )
