@@ -87,6 +87,8 @@ class Router:
         self.last_text: str | None = None
         self.session: aiohttp.ClientSession | None = None
         self.served = ServedBy(settings.feedback_ids)
+        self.ejected: dict[tuple[str, str], float] = {}
+        """(model, version) -> monotonic time until which weighted routing skips it."""
         self.tokens = [t.get_secret_value().encode() for t in settings.bearer_tokens]
         self.limiter = (
             RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
@@ -110,6 +112,7 @@ class Router:
         """Swap in new routes (one reference assignment: atomic for every request)."""
         table = RouteTable.build(config)
         self.table = table
+        self.ejected = {}  # new routes, new chances (URLs may have changed)
         self.loaded = True
         self.metrics.set_weights(table)
         self.metrics.reloads.labels("applied").inc()
@@ -252,6 +255,10 @@ class Router:
             version = pinned or model.choose(point)
             if version is None:
                 raise errors.UnavailableError(f"model {name!r} has no ready version with weight")
+            if pinned is None and self.ejected and self._is_ejected(name, version.name):
+                alt = model.fallback(version.name, point)
+                if alt is not None and not self._is_ejected(name, alt.name):
+                    version = alt
             version_name = version.name
             headers = self._forward_headers(request, request_id)
             up = await self._forward(
@@ -381,6 +388,8 @@ class Router:
             return await self._send(version, method, path, headers, body)
         except _RETRYABLE as exc:
             first_error = exc
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                self._eject(model, version)
         except TimeoutError as exc:
             raise self._timeout(model, version) from exc
         except aiohttp.ClientError as exc:
@@ -398,6 +407,8 @@ class Router:
         try:
             up = await self._send(retry, method, path, headers, body)
         except _RETRYABLE as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                self._eject(model, retry)
             tried = sorted({version.name, retry.name})
             raise errors.UnavailableError(
                 f"model {model.name!r}: version(s) {', '.join(tried)} unreachable: {exc}"
@@ -410,6 +421,27 @@ class Router:
             ) from exc
         up.refused = version.name
         return up
+
+    def _eject(self, model: ModelTable, version: Version) -> None:
+        """Skip ``version`` in weighted routing for ``eject_s`` after a connect timeout."""
+        if self.settings.eject_s <= 0:
+            return
+        self.ejected[(model.name, version.name)] = time.monotonic() + self.settings.eject_s
+        log.warning(
+            "version %s of model %s: connection timed out; weighted traffic skips it for %gs",
+            version.name,
+            model.name,
+            self.settings.eject_s,
+        )
+
+    def _is_ejected(self, model: str, version: str) -> bool:
+        until = self.ejected.get((model, version))
+        if until is None:
+            return False
+        if until <= time.monotonic():
+            del self.ejected[(model, version)]
+            return False
+        return True
 
     def _timeout(self, model: ModelTable, version: Version) -> errors.GatewayTimeoutError:
         return errors.GatewayTimeoutError(

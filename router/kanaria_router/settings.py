@@ -33,6 +33,11 @@ class RouterSettings(BaseSettings):
     """Seconds a backend has to answer a request before the client gets 504."""
     connect_timeout_s: float = Field(default=2.0, gt=0)
     """Seconds to open a connection to a backend before trying another version."""
+    eject_s: float = Field(default=5.0, ge=0)
+    """Seconds a version whose connection attempt timed out is skipped by weighted
+    routing (its share goes to the other ready versions), so clients do not each
+    wait out the connect timeout; 0 turns ejection off. Refused connections are
+    cheap to retry and are not ejected."""
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """Largest request body accepted, in bytes; larger requests get 413."""
     bearer_tokens: Annotated[list[SecretStr], NoDecode] = []

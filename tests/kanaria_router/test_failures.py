@@ -4,13 +4,16 @@ reloads (valid, invalid, under load) and graceful shutdown. Real processes only.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.kanaria_router.conftest import (
     Backend,
@@ -44,6 +47,40 @@ def test_refused_connection_is_retried_on_another_weighted_version(
     assert refused > 0
     served = r.metric("kanaria_router_requests_total", model="fraud", version="v1", code="200")
     assert served == 40
+
+
+@pytest.fixture
+def stalled_backend() -> Iterator[Backend]:
+    """A real socket on 127.0.0.1 that listens but never accepts, its one-slot accept
+    queue already full: connection attempts time out, like a wedged server's."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))
+    try:
+        yield Backend("stalled", port, None)
+    finally:
+        filler.close()
+        listener.close()
+
+
+def test_a_version_timing_out_on_connect_is_ejected(
+    router: RouterFactory, shared_backends: dict[str, Backend], stalled_backend: Backend
+) -> None:
+    live = shared_backends["v1"]
+    r = router(
+        routes({"fraud": {"versions": {"v1": (live, 50), "v2": (stalled_backend, 50)}}}),
+        KANARIA_CONNECT_TIMEOUT_S="0.3",
+        KANARIA_EJECT_S="600",
+    )
+    with httpx.Client(base_url=r.url, timeout=30) as c:
+        answers = [infer(c) for _ in range(40)]
+    assert {a.status_code for a in answers} == {200}
+    assert {a.headers["x-kanaria-version"] for a in answers} == {"v1"}
+    # one client paid the connect timeout; after it, v2 was skipped, not retried
+    assert r.proc.output().count("connection timed out; weighted traffic skips it") == 1
+    assert r.metric("kanaria_router_requests_total", version="v2", code="503") == 1
 
 
 def test_all_backends_refusing_gives_503_with_a_v2_error(router: RouterFactory) -> None:
