@@ -41,6 +41,7 @@ from kanaria.durations import parse_duration
 from kanaria.local import manifest, routes_doc, sources
 from kanaria.local import prometheus as prom
 from kanaria.local.embedded import EmbeddedSource
+from kanaria.local.loop_metrics import LoopMetrics
 from kanaria.local.scrape import Scraper, parse
 from kanaria.local.statedir import (
     HistoryPoint,
@@ -141,6 +142,8 @@ class Runtime:
         self._http = httpx.Client(timeout=2.0)
         self._last_point: HistoryPoint | None = None
         self._gave_up_logged: set[str] = set()
+        self.metrics = LoopMetrics(self.name)
+        self.metrics_port: int | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -171,6 +174,13 @@ class Runtime:
         sees them Ready and the rollout continues at the same step and weight.
         """
         self._start_metrics()
+        port = free_port()
+        try:
+            self.metrics.serve(port)
+            self.metrics_port = port
+            log.info("%s: control-loop metrics on http://127.0.0.1:%d/metrics", self.name, port)
+        except OSError as exc:
+            log.warning("%s: control-loop metrics not served: %s", self.name, exc)
         status = self._status()
         wanted = [lv for lv in status.versions if lv.replicas > 0] if status else []
         for lv in wanted:
@@ -265,6 +275,7 @@ class Runtime:
 
     def pass_once(self) -> Decision:
         """One observe-decide-apply round (see the module docstring)."""
+        started = time.monotonic()
         self._pick_up_spec()
         ready = self._check_children()
         now = datetime.now(UTC)
@@ -301,6 +312,9 @@ class Runtime:
         for action in decision.actions:
             if isinstance(action, Retrain):
                 self._call_retrain_hook(action)
+        for m in taken:
+            self.metrics.measured(m.metric, str(m.verdict))
+        self.metrics.observe(decision, time.monotonic() - started, time.time())
         self.dir.save(self.state)
         point = self._history_point(decision, taken)
         if self._worth_recording(point):
@@ -559,6 +573,8 @@ class Runtime:
 
     def _update_targets(self) -> None:
         targets = {n: c.port for n, c in self.supervisor.children.items() if n != "prometheus"}
+        if self.metrics_port is not None:
+            targets["kanaria-up"] = self.metrics_port
         if self.scraper is not None:
             self.scraper.set_targets(
                 {n: f"http://127.0.0.1:{port}/metrics" for n, port in targets.items()}

@@ -238,3 +238,25 @@ def test_shadow_agreement_gates_graduation(env: Env) -> None:
     result = env.up.command("promote", "--full")
     assert result.returncode == 0, result.stderr
     env.up.wait(f"{same} promoted", settled_on(same))
+
+
+def test_control_loop_metrics_reach_the_local_prometheus(env: Env) -> None:
+    """The monitoring pack's queries work locally: kanaria up is one of the targets."""
+    url = env.up.dir.load().metricsUrl
+    assert url is not None
+
+    def value(query: str) -> float:
+        data = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=5).json()
+        result = data["data"]["result"]
+        return float(result[0]["value"][1]) if result else -1.0
+
+    current = stable(env.up.status())
+    assert current is not None
+    wait_until(
+        lambda: value(f'kanaria_rollout_phase{{model="{NAME}",phase="Healthy"}}') == 1,
+        30,
+        "the phase gauge in Prometheus",
+    )
+    assert value(f'sum(kanaria_rollout_transitions_total{{model="{NAME}",event="Promoted"}})') >= 1
+    assert value(f'kanaria_rollout_weight_percent{{model="{NAME}",version="{current}"}}') == 100
+    assert value(f'sum(kanaria_analysis_measurements_total{{model="{NAME}"}})') > 0
