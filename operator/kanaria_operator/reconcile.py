@@ -246,12 +246,12 @@ class Reconciler:
         deployments = self.kube.resource("apps/v1", "Deployment")
         names = {v.version for v in (status.versions if status else [])}
         names.add(spec.model.version)
-        versions = {
-            v: version_observation(
-                self.kube.get_or_none(deployments, version_name(owner.name, v), owner.namespace)
-            )
-            for v in sorted(names)
-        }
+        versions: dict[str, VersionObservation] = {}
+        for v in sorted(names):
+            found = self.kube.get_or_none(deployments, version_name(owner.name, v), owner.namespace)
+            if found is None:  # deleted behind our back: apply it again this pass
+                memory.applied.pop(("Deployment", version_name(owner.name, v)), None)
+            versions[v] = version_observation(found)
         analysis: list[Measurement] = []
         retraining: Measurement | None = None
         for request in plan_measurements(spec, status, now):

@@ -90,6 +90,14 @@ def test_each_sample_creates_exactly_its_objects_and_gc_removes_them(
             assert (ref["kind"], ref["name"], ref["controller"]) == ("ModelDeployment", name, True)
             assert meta["labels"]["app.kubernetes.io/managed-by"] == "kanaria-operator"
 
+    # A Deployment deleted behind the operator's back is put back on the next pass.
+    installed.kubectl("delete", "deployment", "fraud-canary-v1", "-n", namespace)
+    procs.wait_until(
+        lambda: ("Deployment", "fraud-canary-v1") in owned_objects(installed, namespace,
+                                                                   "fraud-canary"),
+        WAIT_S, "the operator to recreate fraud-canary-v1", 0.5,
+    )  # fmt: skip
+
     table = installed.kubectl("get", "mdep", "-n", namespace).stdout
     assert "fraud-canary" in table
     assert "Healthy" in table
