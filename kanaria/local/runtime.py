@@ -143,6 +143,8 @@ class Runtime:
         self._last_point: HistoryPoint | None = None
         self._gave_up_logged: set[str] = set()
         self.metrics = LoopMetrics(self.name)
+        self._routes_needed: float | None = None
+        """Applied-reload count at which the router runs the routes last written."""
         self.metrics_port: int | None = None
 
     # ------------------------------------------------------------------ start
@@ -433,7 +435,9 @@ class Runtime:
         if routes is not None:
             text = routes.to_yaml()
             if not self.dir.routes_file.exists() or self.dir.routes_file.read_text() != text:
+                before = self._router_reloads()
                 atomic_write_text(self.dir.routes_file, text)
+                self._routes_needed = None if before is None else before + 1
             self._ensure_router()
         for version in list(self.state.versions):
             if version not in wanted:
@@ -533,35 +537,58 @@ class Runtime:
         self.state.routerUrl = f"http://127.0.0.1:{port}"
         log.info("%s: router on %s", self.name, self.state.routerUrl)
 
-    def _router_weight(self, version: str) -> float | None:
-        """The weight the router currently applies to ``version`` (None: not routed)."""
+    def _router_metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
         child = self.supervisor.children.get("router")
         if child is None:
             return None
         try:
-            series = parse(self._http.get(f"http://127.0.0.1:{child.port}/metrics").text)
+            return parse(self._http.get(f"http://127.0.0.1:{child.port}/metrics").text)
         except (httpx.HTTPError, ValueError):
             return None
+
+    def _router_reloads(self) -> float | None:
+        """Routes documents the router has applied so far (None: cannot tell)."""
+        series = self._router_metrics()
+        if series is None:
+            return None
+        return sum(
+            v
+            for (sample, labels), v in series.items()
+            if sample == names.ROUTER_CONFIG_RELOADS and dict(labels).get("result") == "applied"
+        )
+
+    def _router_still_uses(self, version: str) -> bool:
+        """Does the router still weight ``version``, or not yet run the latest routes
+        (which may have stopped mirroring to it)?"""
+        series = self._router_metrics()
+        if series is None:
+            return False
         for (sample, labels), value in series.items():
             d = dict(labels)
-            if sample == names.ROUTER_WEIGHT and (d.get("model"), d.get("version")) == (
-                self.name,
-                version,
+            if (
+                sample == names.ROUTER_WEIGHT
+                and (d.get("model"), d.get("version")) == (self.name, version)
+                and value > 0
             ):
-                return value
-        return None
+                return True
+        applied = sum(
+            v
+            for (sample, labels), v in series.items()
+            if sample == names.ROUTER_CONFIG_RELOADS and dict(labels).get("result") == "applied"
+        )
+        return self._routes_needed is not None and applied < self._routes_needed
 
     def _retire(self, version: str) -> None:
-        """Stop a dropped version once the router no longer sends it traffic.
+        """Stop a dropped version once the router no longer sends it traffic or copies.
 
-        The routes without it were written this pass; the router reloads within
-        0.2 s, and the server drains its in-flight requests on SIGTERM, so no
-        client request is lost to the stop.
+        The routes without it were written this pass or earlier; the router reloads
+        within 0.2 s (its applied-reload counter says when), and the server drains
+        its in-flight requests on SIGTERM, so no client request is lost to the stop.
         """
         name = _server_name(version)
         if name in self.supervisor.children:
             waited = self._retiring.get(version, 0)
-            if self._router_weight(version) and waited < RETIRE_GRACE_PASSES:
+            if waited < RETIRE_GRACE_PASSES and self._router_still_uses(version):
                 self._retiring[version] = waited + 1
                 return
             log.info("%s: stopping %s", self.name, version)
