@@ -93,4 +93,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         runtime.shutdown()
+    print(
+        f"stopped every process; the rollout state is kept in {state_dir.path}: "
+        f"`kanaria up -f {args.file}` resumes it",
+        flush=True,
+    )
     return 0
