@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -115,6 +115,8 @@ class Monitor:
         self.drift_window = drift_window
         self.registry = CollectorRegistry()
         r = self.registry
+        # CPU and memory of the server process: the dashboard's software row.
+        ProcessCollector(registry=r)
         mv = ["model", "version"]
         self.requests = Counter(
             m.SERVER_REQUESTS,

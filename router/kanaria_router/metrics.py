@@ -7,7 +7,14 @@ live in one process (tests) without clashing.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 from kanaria import metric_names as mn
 from kanaria_router.table import RouteTable, weights
@@ -40,6 +47,8 @@ class RouterMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # CPU and memory of the router process: the dashboard's software row.
+        ProcessCollector(registry=self.registry)
         self.requests = Counter(
             mn.ROUTER_REQUESTS,
             "Client requests answered, by model, version and HTTP status code.",

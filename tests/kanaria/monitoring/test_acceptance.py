@@ -323,3 +323,11 @@ def test_no_alert_fires_on_a_healthy_data_plane(stack: Stack) -> None:
     firing = {a["labels"]["alertname"] for a in body["data"]["alerts"] if a["state"] == "firing"}
     # v3 is a different model in shadow: disagreement is expected but needs 10m to fire
     assert firing == set()
+
+
+@pytest.mark.parametrize("component", [ROUTER, MODEL_SERVER, OPERATOR])
+def test_software_row_has_cpu_and_memory_of_every_component(stack: Stack, component: str) -> None:
+    # The dashboard's software row reads the process collector of each component.
+    for metric in ("process_cpu_seconds_total", "process_resident_memory_bytes"):
+        expr = f'{metric}{{{COMPONENT_LABEL}="{component}"}}'
+        procs.wait_until(lambda e=expr: bool(_result(stack, e)), 60, expr, interval=1.0)  # type: ignore[misc]
