@@ -83,3 +83,48 @@ def change_model(cp: ControlPlane, namespace: str, name: str, version: str) -> N
     model = {"version": version, "uri": f"https://models.example.com/{version}.onnx"}
     patch = json.dumps({"spec": {"model": model}})
     cp.kubectl("patch", "modeldeployment", name, "-n", namespace, "--type", "merge", "-p", patch)
+
+
+INTERVAL = "2s"
+"""Analysis interval of the test rollouts: four 500ms scrapes per window."""
+
+
+def md(name: str, strategy: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """A ModelDeployment at v1 with ``strategy`` and a success-rate gate (``spec`` overrides)."""
+    analysis = {
+        "interval": INTERVAL,
+        "failureLimit": 1,
+        "minRequests": 5,
+        "metrics": [{"name": "success-rate", "builtin": "successRate", "min": 0.95}],
+    }
+    return {
+        "apiVersion": "kanaria.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"version": "v1", "uri": "https://models.example.com/v1.onnx"},
+            "replicas": 2,
+            "strategy": strategy,
+            "analysis": analysis,
+            **spec,
+        },
+    }
+
+
+def healthy_on(version: str) -> Callable[[dict[str, Any]], bool]:
+    def check(s: dict[str, Any]) -> bool:
+        return s.get("phase") == "Healthy" and (s.get("stable") or {}).get("version") == version
+
+    return check
+
+
+def phase_is(phase: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda s: s.get("phase") == phase
+
+
+def deploy(cp: ControlPlane, namespace: str, doc: dict[str, Any]) -> str:
+    """Apply ``doc`` and wait until its v1 is Healthy; returns its name."""
+    name: str = doc["metadata"]["name"]
+    cp.apply(doc, namespace=namespace)
+    wait_status(cp, namespace, name, healthy_on("v1"), "v1 Healthy")
+    return name

@@ -17,11 +17,16 @@ import yaml
 
 from tests.kanaria_operator.conftest import Metrics, StartOperator
 from tests.kanaria_operator.helpers import (
+    INTERVAL,
     WAIT_S,
     change_model,
     command,
+    deploy,
     events,
+    healthy_on,
+    md,
     owned_objects,
+    phase_is,
     reasons,
     wait_status,
 )
@@ -29,30 +34,6 @@ from tests.support import procs
 from tests.support.controlplane import ControlPlane
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.prometheus, pytest.mark.slow]
-
-INTERVAL = "2s"
-"""Analysis interval of the test rollouts: four 500ms scrapes per window."""
-
-
-def md(name: str, strategy: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    analysis = {
-        "interval": INTERVAL,
-        "failureLimit": 1,
-        "minRequests": 5,
-        "metrics": [{"name": "success-rate", "builtin": "successRate", "min": 0.95}],
-    }
-    return {
-        "apiVersion": "kanaria.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"version": "v1", "uri": "https://models.example.com/v1.onnx"},
-            "replicas": 2,
-            "strategy": strategy,
-            "analysis": analysis,
-            **spec,
-        },
-    }
 
 
 def traffic(
@@ -94,17 +75,6 @@ def comparisons(
     ]
 
 
-def healthy_on(version: str) -> Any:
-    def check(s: dict[str, Any]) -> bool:
-        return s.get("phase") == "Healthy" and (s.get("stable") or {}).get("version") == version
-
-    return check
-
-
-def phase_is(phase: str) -> Any:
-    return lambda s: s.get("phase") == phase
-
-
 def routes(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     cm = cp.get_json("configmap", f"{name}-routes", "-n", namespace)
     doc: dict[str, Any] = yaml.safe_load(cm["data"]["routes.yaml"])["models"][name]
@@ -113,13 +83,6 @@ def routes(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
 
 def weights(cp: ControlPlane, namespace: str, name: str) -> dict[str, float]:
     return {v: b.get("weight", 0) for v, b in routes(cp, namespace, name)["versions"].items()}
-
-
-def deploy(cp: ControlPlane, namespace: str, doc: dict[str, Any]) -> str:
-    name: str = doc["metadata"]["name"]
-    cp.apply(doc, namespace=namespace)
-    wait_status(cp, namespace, name, healthy_on("v1"), "v1 Healthy")
-    return name
 
 
 CANARY = {

@@ -20,8 +20,14 @@ import yaml
 from kubernetes import client, config
 
 from tests.kanaria_operator.conftest import StartOperator
-from tests.kanaria_operator.helpers import change_model, command, wait_status
-from tests.kanaria_operator.test_rollouts import deploy, md, phase_is
+from tests.kanaria_operator.helpers import (
+    change_model,
+    command,
+    deploy,
+    md,
+    phase_is,
+    wait_status,
+)
 from tests.support import procs
 from tests.support.controlplane import ControlPlane
 
