@@ -38,6 +38,13 @@ LATENCY_BUCKETS = (
 )
 """Seconds; fine at the low end, where a router's added latency lives."""
 
+PRECREATED_CODES = (200, 500, 502, 503, 504)
+"""Status codes whose request counters exist at 0 as soon as a version is routed.
+
+Prometheus' ``increase()``/``rate()`` cannot count a series' first sample, so a
+counter born with a canary's first 500 would hide that error from the gates for
+a whole window; created at zero, the first error is a visible step."""
+
 UNROUTED = "none"
 """``version`` label of requests refused before a version was chosen."""
 
@@ -110,6 +117,11 @@ class RouterMetrics:
             self.weight.remove(*gone)
         for (model, version), w in current.items():
             self.weight.labels(model, version).set(w)
+            if (model, version) not in self._weights:
+                for code in PRECREATED_CODES:
+                    key = (model, version, code)
+                    if key not in self._req:
+                        self._req[key] = self.requests.labels(model, version, str(code))
         self._weights = set(current)
 
     def exposition(self) -> bytes:
