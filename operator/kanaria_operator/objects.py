@@ -40,6 +40,10 @@ COMMAND_ANNOTATION = "kanaria.io/command"
 
 SERVER_PORT = 8080
 ROUTER_PORT = 8080
+TOKENS_KEY = "tokens"
+"""Key of ``spec.router.auth.secretName`` that lists accepted bearer tokens, one per line."""
+TOKENS_DIR = "/etc/kanaria/auth"
+"""Where the router container sees that key, as the file ``tokens``."""
 MAX_NAME = 63
 
 
@@ -316,12 +320,23 @@ def router_deployment(
             "KANARIA_PORT": str(ROUTER_PORT),
         }
     )
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     auth = spec.router.auth
     if auth is not None and auth.secretName:
-        env.append(
+        # A mounted file, not an env var from secretKeyRef: the kubelet refreshes a
+        # Secret volume in place and the router re-reads the file, so rotating
+        # tokens needs no restart (an env var is fixed when the pod starts).
+        env.append({"name": "KANARIA_BEARER_TOKENS_FILE", "value": f"{TOKENS_DIR}/{TOKENS_KEY}"})
+        mounts.append({"name": "auth-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
+        volumes.append(
             {
-                "name": "KANARIA_BEARER_TOKENS",
-                "valueFrom": {"secretKeyRef": {"name": auth.secretName, "key": "tokens"}},
+                "name": "auth-tokens",
+                "secret": {
+                    "secretName": auth.secretName,
+                    "items": [{"key": TOKENS_KEY, "path": TOKENS_KEY}],
+                    "defaultMode": 0o440,  # owner root, group fsGroup (the router's)
+                },
             }
         )
     return {
@@ -367,10 +382,10 @@ def router_deployment(
                                 "limits": {"memory": "512Mi"},
                             },
                             "securityContext": CONTAINER_SECURITY,
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                            "volumeMounts": mounts,
                         }
                     ],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": volumes,
                 },
             },
         },

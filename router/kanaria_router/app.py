@@ -22,6 +22,7 @@ from kanaria_router.sources import (
     read_routes_file,
     watch_file,
 )
+from kanaria_router.tokens import TOKENS_FILE, read_tokens_file
 
 log = logging.getLogger("kanaria.router")
 
@@ -32,8 +33,9 @@ def create_app(settings: RouterSettings) -> web.Application:
     """Build the application; with a routes file, its first version must be valid.
 
     Raises ``ValueError`` with a readable message when the routes file is missing
-    or invalid, or the ConfigMap reference is malformed: a router must not start
-    serving with no routes by mistake.
+    or invalid, the ConfigMap reference is malformed, or the bearer tokens file is
+    missing or lists no tokens: a router must not start serving with no routes, or
+    with nobody able to authenticate, by mistake.
     """
     router = Router(settings, RouterMetrics())
     if settings.config is not None and settings.configmap is not None:
@@ -43,6 +45,9 @@ def create_app(settings: RouterSettings) -> web.Application:
         if not router.apply_text(text, str(settings.config)):
             raise ValueError(f"routes file {settings.config} is invalid (see the log line above)")
     configmap = parse_configmap_ref(settings.configmap) if settings.configmap else None
+    tokens_file = settings.bearer_tokens_file
+    if tokens_file is not None:
+        router.set_file_tokens(read_tokens_file(tokens_file))
 
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[ROUTER_KEY] = router
@@ -62,6 +67,17 @@ def create_app(settings: RouterSettings) -> web.Application:
             tasks.append(
                 asyncio.create_task(
                     watch_file(settings.config, settings.reload_interval_s, router.apply_text)
+                )
+            )
+        if tokens_file is not None:
+            tasks.append(
+                asyncio.create_task(
+                    watch_file(
+                        tokens_file,
+                        settings.reload_interval_s,
+                        router.apply_tokens_text,
+                        TOKENS_FILE,
+                    )
                 )
             )
         if configmap is not None:

@@ -30,6 +30,7 @@ from kanaria_router.mirror import SHADOW_HEADER, Mirrorer, MirrorJob
 from kanaria_router.ratelimit import RateLimiter, retry_after
 from kanaria_router.settings import RouterSettings
 from kanaria_router.table import ModelTable, RouteTable, Version, bucket_of
+from kanaria_router.tokens import parse_tokens
 
 log = logging.getLogger("kanaria.router")
 
@@ -89,7 +90,12 @@ class Router:
         self.served = ServedBy(settings.feedback_ids)
         self.ejected: dict[tuple[str, str], float] = {}
         """(model, version) -> monotonic time until which weighted routing skips it."""
-        self.tokens = [t.get_secret_value().encode() for t in settings.bearer_tokens]
+        self.static_tokens = [t.get_secret_value().encode() for t in settings.bearer_tokens]
+        self.tokens = list(self.static_tokens)
+        """Accepted tokens: the settings' plus the tokens file's (see :meth:`set_file_tokens`)."""
+        self.auth = bool(self.tokens) or settings.bearer_tokens_file is not None
+        """Whether model endpoints require a token; fixed for the process's life, so
+        an emptied tokens file closes the router instead of opening it."""
         self.limiter = (
             RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
             if settings.rate_limit_rps > 0
@@ -105,6 +111,24 @@ class Router:
             settings.mirror_timeout_s,
             settings.disagreement_logs_per_minute,
         )
+
+    # --- tokens -----------------------------------------------------------
+
+    def set_file_tokens(self, tokens: list[str]) -> None:
+        """Accept the settings' tokens plus ``tokens`` (the tokens file's) from now on."""
+        self.tokens = self.static_tokens + [t.encode() for t in tokens]
+
+    def apply_tokens_text(self, text: str, source: str) -> None:
+        """A changed tokens file: swap the accepted tokens (an empty file accepts none)."""
+        tokens = parse_tokens(text)
+        self.set_file_tokens(tokens)
+        if tokens:
+            log.info("bearer tokens reloaded from %s: %d token(s)", source, len(tokens))
+        else:
+            log.error(
+                "bearer tokens file %s lists no tokens: refusing every token it listed before",
+                source,
+            )
 
     # --- routes -----------------------------------------------------------
 
@@ -208,7 +232,7 @@ class Router:
     def _guard(self, request: web.Request) -> None:
         """Authentication and rate limiting; raises the matching RouterError."""
         client = request.remote or "unknown"
-        if self.tokens:
+        if self.auth:
             auth = request.headers.get("Authorization", "")
             scheme, _, token = auth.partition(" ")
             presented = token.strip().encode()
@@ -348,7 +372,7 @@ class Router:
         headers = CIMultiDict(
             forwardable(request.headers.items(), REQUEST_DROP, request.headers.get("Connection"))
         )
-        if self.tokens:
+        if self.auth:
             headers.popall("Authorization", None)
         headers[REQUEST_ID] = request_id
         peer = request.remote

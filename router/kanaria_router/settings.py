@@ -11,6 +11,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kanaria_router.tokens import parse_tokens
+
 
 class RouterSettings(BaseSettings):
     """Everything the router needs besides its routes document."""
@@ -41,8 +43,15 @@ class RouterSettings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """Largest request body accepted, in bytes; larger requests get 413."""
     bearer_tokens: Annotated[list[SecretStr], NoDecode] = []
-    """Accepted bearer tokens, comma-separated; empty turns authentication off.
-    Health and /metrics stay open (probes and Prometheus)."""
+    """Accepted bearer tokens, separated by commas and/or newlines (blanks and
+    surrounding whitespace ignored); empty, with no tokens file, turns
+    authentication off. Health and /metrics stay open (probes and Prometheus)."""
+    bearer_tokens_file: Path | None = None
+    """File listing accepted bearer tokens in the same format (one per line is the
+    Secret convention); re-read within ``reload_interval_s`` when it changes, so a
+    rotated Secret takes effect without a restart. Its tokens add to
+    ``bearer_tokens``. Given, authentication is on even if a reload finds it empty
+    (then no token is accepted). Env: KANARIA_BEARER_TOKENS_FILE."""
     rate_limit_rps: float = Field(default=0.0, ge=0)
     """Requests per second allowed per client (token, else address); 0 turns limiting off."""
     rate_limit_burst: float = Field(default=20.0, ge=1)
@@ -66,5 +75,5 @@ class RouterSettings(BaseSettings):
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
+            return parse_tokens(value)
         return value

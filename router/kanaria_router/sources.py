@@ -22,14 +22,19 @@ Deliver = Callable[[str, str], object]
 """Callback ``(text, source)`` run on the event loop for every new document."""
 
 
-def read_routes_file(path: Path) -> str:
-    """The file's text, or ``ValueError`` saying why it cannot be read."""
+def read_text_file(path: Path, what: str = "routes") -> str:
+    """The file's text, or ``ValueError`` saying why the ``what`` file cannot be read."""
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ValueError(f"routes file {path} does not exist") from exc
+        raise ValueError(f"{what} file {path} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"routes file {path} cannot be read: {exc}") from exc
+        raise ValueError(f"{what} file {path} cannot be read: {exc}") from exc
+
+
+def read_routes_file(path: Path) -> str:
+    """The routes file's text, or ``ValueError`` saying why it cannot be read."""
+    return read_text_file(path, "routes")
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -40,11 +45,12 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-async def watch_file(path: Path, interval_s: float, deliver: Deliver) -> None:
+async def watch_file(path: Path, interval_s: float, deliver: Deliver, what: str = "routes") -> None:
     """Poll the file's stat every ``interval_s`` seconds; deliver its text when it changed.
 
     A stat call per interval is cheap and works on every filesystem, including
-    the symlink swaps Kubernetes uses for mounted ConfigMaps (inode changes).
+    the symlink swaps Kubernetes uses for mounted ConfigMaps and Secrets (inode
+    changes). ``what`` names the file's content in log lines ("routes", "bearer tokens").
     """
     last = _signature(path)
     missing_logged = False
@@ -53,7 +59,7 @@ async def watch_file(path: Path, interval_s: float, deliver: Deliver) -> None:
         sig = _signature(path)
         if sig is None:
             if not missing_logged:
-                log.error("routes file %s disappeared; keeping the current routes", path)
+                log.error("%s file %s disappeared; keeping the current %s", what, path, what)
                 missing_logged = True
             continue
         missing_logged = False
@@ -61,9 +67,9 @@ async def watch_file(path: Path, interval_s: float, deliver: Deliver) -> None:
             continue
         last = sig
         try:
-            text = read_routes_file(path)
+            text = read_text_file(path, what)
         except ValueError as exc:
-            log.error("%s; keeping the current routes", exc)
+            log.error("%s; keeping the current %s", exc, what)
             continue
         deliver(text, str(path))
 

@@ -12,7 +12,12 @@ from kanaria_operator.reconcile import parse_command, set_condition, version_obs
 from kanaria_operator.routing import build_routes
 from kanaria_operator.settings import OperatorSettings
 
-from kanaria.api import LiveVersion, ModelDeploymentSpec, ModelDeploymentStatus, VersionRole
+from kanaria.api import (
+    LiveVersion,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    VersionRole,
+)
 from kanaria.rollout import Command
 from kanaria.routes import RoutesConfig
 
@@ -125,6 +130,37 @@ def test_router_reads_only_its_configmap() -> None:
         "kanaria.io/model-deployment": "fraud",
         "app.kubernetes.io/component": "router",
     }
+
+
+def test_router_reads_bearer_tokens_from_the_mounted_secret_file() -> None:
+    """The Secret's ``tokens`` key is a file the router re-reads, never an env var
+    (fixed at pod start); without auth there is neither mount nor variable."""
+    spec = ModelDeploymentSpec.model_validate(
+        {**SPEC.model_dump(exclude_none=True), "router": {"auth": {"secretName": "fraud-tokens"}}}
+    )
+    pod = objects.router_deployment(OWNER, spec, IMAGES)["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert "KANARIA_BEARER_TOKENS" not in env
+    path = env["KANARIA_BEARER_TOKENS_FILE"]["value"]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "auth-tokens"]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "auth-tokens"]
+    assert volume["secret"]["secretName"] == "fraud-tokens"
+    (item,) = volume["secret"]["items"]
+    assert item["key"] == "tokens"
+    assert path == f"{mount['mountPath']}/{item['path']}"
+    # the file is readable by the router's group (fsGroup), by no one else
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+
+    open_pod = objects.router_deployment(OWNER, SPEC, IMAGES)["spec"]["template"]["spec"]
+    (open_c,) = open_pod["containers"]
+    assert not {e["name"] for e in open_c["env"]} & {
+        "KANARIA_BEARER_TOKENS",
+        "KANARIA_BEARER_TOKENS_FILE",
+    }
+    assert [v["name"] for v in open_pod["volumes"]] == ["tmp"]
 
 
 def test_routes_follow_status_weights_mirror_and_readiness() -> None:
