@@ -42,6 +42,18 @@ HEADER_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 """An HTTP header (or cookie) name token."""
 
 Percent = Annotated[float, Field(ge=0, le=100)]
+RolloutStage = Literal["Mirroring", "Preview", "Steps", "Switching", "PostPromotion"]
+"""Stages of a rollout, as in status.stage: Mirroring (shadow: the candidate only gets
+mirrored copies), Preview (blue-green before the switch), Steps (canary steps), Switching
+(full promotion: scaling the candidate up, then moving all traffic), PostPromotion
+(blue-green after the switch, the old version kept warm)."""
+ROLLOUT_STAGES: Final[tuple[RolloutStage, ...]] = (
+    "Mirroring",
+    "Preview",
+    "Steps",
+    "Switching",
+    "PostPromotion",
+)
 Quantity = Annotated[str, Field(min_length=1, max_length=64)]
 """A Kubernetes resource quantity such as 500m or 1Gi."""
 
@@ -406,6 +418,17 @@ class MetricGate(_Spec):
     """The measured value must be <= max to pass."""
     quantile: float | None = Field(default=None, gt=0, lt=1)
     """Latency quantile for builtin latencyP99, e.g. 0.95. Default 0.99."""
+    stages: list[RolloutStage] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=5,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    """Rollout stages in which this gate is measured and judged (status.stage names):
+    Mirroring, Preview, Steps, Switching, PostPromotion. Default: shadowAgreement only
+    while the candidate gets mirrored copies (Mirroring, and Preview when
+    blueGreen.mirrorPercent > 0); every other gate in every stage. A stage in which no
+    gate applies is gated like a rollout without gates: only pauses and people hold it."""
 
     @model_validator(mode="after")
     def _rules(self) -> MetricGate:
@@ -420,6 +443,8 @@ class MetricGate(_Spec):
             raise ValueError(f"min ({self.min:g}) must be less than max ({self.max:g})")
         if self.quantile is not None and self.builtin is not Builtin.latencyP99:
             raise ValueError("quantile is only allowed with builtin latencyP99")
+        if self.stages is not None and len(set(self.stages)) != len(self.stages):
+            raise ValueError("stages must not name a stage twice")
         return self
 
 
@@ -526,8 +551,10 @@ class ModelDeploymentSpec(_Spec):
                 " || self.strategy.shadow.graduateTo != 'none'"
                 " || has(self.strategy.shadow.duration)"
                 " || (has(self.analysis) && has(self.analysis.metrics)"
-                " && size(self.analysis.metrics) > 0)",
-                "spec.strategy.shadow needs spec.analysis.metrics or a duration to end on",
+                " && self.analysis.metrics.exists(m, !has(m.stages)"
+                " || m.stages.exists(t, t == 'Mirroring')))",
+                "spec.strategy.shadow needs a gate that applies in the Mirroring stage"
+                " (spec.analysis.metrics[].stages) or a duration to end on",
                 ".strategy.shadow",
             )
         )
@@ -557,10 +584,13 @@ class ModelDeploymentSpec(_Spec):
         if (
             shadow is not None
             and shadow.graduateTo == "none"
-            and not self.analysis.metrics
             and shadow.duration is None
+            and not any(m.stages is None or "Mirroring" in m.stages for m in self.analysis.metrics)
         ):
-            raise ValueError("strategy.shadow needs spec.analysis.metrics or a duration to end on")
+            raise ValueError(
+                "strategy.shadow needs a gate that applies in the Mirroring stage "
+                "(analysis.metrics[].stages) or a duration to end on"
+            )
         return self
 
 
@@ -715,8 +745,9 @@ class ModelDeploymentStatus(_Status):
     """The version being rolled out (or just rolled back)."""
     strategy: Literal["canary", "blueGreen", "shadow"] | None = None
     """Strategy the current rollout uses (a graduated shadow becomes canary or blueGreen)."""
-    stage: Literal["Steps", "Preview", "Switching", "PostPromotion", "Mirroring"] | None = None
-    """Internal stage of the rollout."""
+    stage: RolloutStage | None = None
+    """Stage of the rollout: Mirroring, Preview, Steps, Switching or PostPromotion
+    (spec.analysis.metrics[].stages names these)."""
     currentStep: int | None = None
     """Index of the current canary step (len(steps) once all steps are done)."""
     stepWeight: int = 0

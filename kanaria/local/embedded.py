@@ -3,9 +3,11 @@
 Used by ``kanaria up`` when no Prometheus binary is available. It implements
 :class:`kanaria.analysis.MetricSource`: each built-in query is answered for one
 model version over the query's window with the same meaning as the PromQL
-templates in :mod:`kanaria.analysis.templates` (router-side success and latency,
-server-side drift, router-side shadow agreement, feedback accuracy), and each
-``count`` query with the number of observations the value rests on. Verdicts
+templates in :mod:`kanaria.analysis.templates` (success and latency at the router
+for a version that answers clients, at its model server when it only gets
+mirrored or preview copies (``query.traffic == "server"``); server-side drift,
+router-side shadow agreement, feedback accuracy), and each ``count`` query with
+the number of observations the value rests on. Verdicts
 stay in :func:`kanaria.analysis.measure`; this module only produces numbers.
 """
 
@@ -33,6 +35,15 @@ class EmbeddedSource:
         self.scraper = scraper
 
     def _requests(self, q: MetricQuery) -> dict[str, float]:
+        """Requests by code where ``q.traffic`` says they are counted: the router's, or
+        the model server's infer requests (mirrored copies never reach the router's)."""
+        if q.traffic == "server":
+            return self.scraper.counter_increase(
+                names.SERVER_REQUESTS,
+                {"model": q.model, "version": q.version, "endpoint": "infer"},
+                q.window_seconds,
+                by="code",
+            )
         return self.scraper.counter_increase(
             names.ROUTER_REQUESTS,
             {"model": q.model, "version": q.version},
@@ -64,7 +75,7 @@ class EmbeddedSource:
         if builtin is Builtin.latencyP99:
             value = self.scraper.quantile(
                 query.quantile or DEFAULT_QUANTILE,
-                names.ROUTER_LATENCY,
+                names.SERVER_LATENCY if query.traffic == "server" else names.ROUTER_LATENCY,
                 {"model": query.model, "version": query.version},
                 query.window_seconds,
             )

@@ -9,6 +9,7 @@ A control loop does, every pass::
 """
 
 from kanaria.rollout.engine import ACTIVE_PHASES, MAX_MEASUREMENTS, decide, worst
+from kanaria.rollout.gates import applicable_gates, gate_stages, mirrored_stages
 from kanaria.rollout.plan import plan_measurements
 from kanaria.rollout.retrain import RETRAINING_METRIC, retraining_gate
 from kanaria.rollout.types import (
@@ -46,7 +47,10 @@ __all__ = [
     "StartVersion",
     "StopVersion",
     "VersionObservation",
+    "applicable_gates",
     "decide",
+    "gate_stages",
+    "mirrored_stages",
     "plan_measurements",
     "retraining_gate",
     "worst",

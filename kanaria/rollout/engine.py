@@ -15,8 +15,10 @@ The rules, in the order one pass applies them:
    counters. Failed >= failureLimit or Errors in a row > consecutiveErrorLimit
    roll back; Inconclusive in a row > inconclusiveLimit pauses for a person.
 4. The strategy moves forward where its conditions hold. Any traffic increase
-   or promotion needs the last round to have been Successful (when gates are
-   configured), so missing data holds the weight and never promotes.
+   or promotion needs the last round to have been Successful (when gates apply
+   in the current stage, see ``kanaria.rollout.gates``), so missing data holds
+   the weight and never promotes; a stage without applicable gates is held only
+   by its pauses and by people.
 5. Weights follow readiness: an unready candidate gets 0%; a rollback is 100%
    on stable in one step.
 """
@@ -43,6 +45,7 @@ from kanaria.api import (
 )
 from kanaria.durations import parse_duration
 from kanaria.rollout.diff import actions_between
+from kanaria.rollout.gates import applicable_gates
 from kanaria.rollout.retrain import track_retraining
 from kanaria.rollout.types import Action, Command, Decision, Event, Observations
 
@@ -100,6 +103,8 @@ class _Pass:
         self.retrain_actions: list[Action] = []
         self.forced = False
         """Set by a manual promote: the next gated move happens without analysis."""
+        self.round_stage = status.stage
+        """The stage this pass's measurements were planned for (before any command)."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -130,12 +135,14 @@ class _Pass:
 
     @property
     def has_gates(self) -> bool:
-        return bool(self.spec.analysis.metrics)
+        """Do any gates apply in the current stage? (Only those count for moving on.)"""
+        return bool(applicable_gates(self.spec, self.s.stage))
 
     def clear_to_advance(self) -> bool:
         """May traffic go up (or the candidate be promoted) now?
 
-        Without gates: yes. With gates: the latest round must have been Successful,
+        Without gates in this stage: yes. With gates: the latest round must have been
+        Successful,
         and a move away from a weight already carrying traffic needs a Successful
         round taken since that weight was set. A manual promote overrides.
         """
@@ -431,7 +438,7 @@ class _Pass:
         cand = self.s.candidate
         if not self.obs.measurements or not self.active or cand is None:
             return
-        names = {m.name for m in self.spec.analysis.metrics}
+        names = {m.name for m in applicable_gates(self.spec, self.round_stage)}
         round_ = [
             m for m in self.obs.measurements if m.version == cand.version and m.metric in names
         ]
@@ -703,7 +710,11 @@ class _Pass:
                 f"promoting {cand.version}: waiting for {self.spec.replicas} ready replicas"
             )
             return
-        if not self.forced and self.s.lastRoundVerdict not in (None, Verdict.Successful):
+        if (
+            not self.forced
+            and self.has_gates
+            and self.s.lastRoundVerdict not in (None, Verdict.Successful)
+        ):
             self.s.message = f"promoting {cand.version}: holding until analysis passes"
             return
         self.complete_promotion()

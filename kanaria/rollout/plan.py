@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus, Phase
 from kanaria.durations import format_duration
 from kanaria.rollout.engine import ACTIVE_PHASES, due
+from kanaria.rollout.gates import applicable_gates
 from kanaria.rollout.retrain import retraining_gate
 from kanaria.rollout.types import MeasurementRequest
 
@@ -18,8 +19,9 @@ def plan_measurements(
     request for the stable version when its check is due.
 
     A round is due one interval after the candidate first got traffic (or entered a
-    stage that asks for analysis) and then every interval; the caller measures each
-    request (``kanaria.analysis.measure``) and passes the results to ``decide``.
+    stage that asks for analysis) and then every interval; it asks only for the gates
+    that apply in the current stage (``kanaria.rollout.gates``). The caller measures
+    each request (``kanaria.analysis.measure``) and passes the results to ``decide``.
     """
     if status is None:
         return []
@@ -27,12 +29,8 @@ def plan_measurements(
     window = format_duration(interval)
     out: list[MeasurementRequest] = []
     cand = status.candidate
-    if (
-        status.phase in ACTIVE_PHASES
-        and cand is not None
-        and spec.analysis.metrics
-        and due(status, interval, now)
-    ):
+    gates = applicable_gates(spec, status.stage)
+    if status.phase in ACTIVE_PHASES and cand is not None and gates and due(status, interval, now):
         out.extend(
             MeasurementRequest(
                 purpose="analysis",
@@ -42,7 +40,7 @@ def plan_measurements(
                 minRequests=spec.analysis.minRequests,
                 traffic="server" if status.stage in ("Mirroring", "Preview") else "router",
             )
-            for gate in spec.analysis.metrics
+            for gate in gates
         )
     rt = spec.retraining
     if (

@@ -165,7 +165,7 @@ def test_load_from_file(tmp_path: Path) -> None:
         ),
         (
             _with("{shadow: {}}"),
-            "spec: strategy.shadow needs spec.analysis.metrics or a duration to end on",
+            "spec: strategy.shadow needs a gate that applies in the Mirroring stage",
         ),
         ("kind: ModelDeployment\n", "metadata: required field is missing"),
         ("- a\n- b\n", "(document): must be a mapping"),

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kanaria.api import (
+    ROLLOUT_STAGES,
     Measurement,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -27,6 +28,7 @@ from kanaria.rollout import (
     Command,
     Observations,
     VersionObservation,
+    applicable_gates,
     decide,
     plan_measurements,
 )
@@ -89,7 +91,18 @@ def specs(draw: st.DrawFn) -> ModelDeploymentSpec:
             shadow["blueGreen"] = draw(blue_green_strategies())
         strategy = {"shadow": shadow}
     n_gates = draw(st.integers(0, 2))
-    metrics = [{"name": f"g{i}", "builtin": "successRate", "min": 0.9} for i in range(n_gates)]
+    metrics: list[dict[str, Any]] = []
+    for i in range(n_gates):
+        gate: dict[str, Any] = {
+            "name": f"g{i}",
+            "builtin": draw(st.sampled_from(["successRate", "shadowAgreement"])),
+            "min": 0.9,
+        }
+        if draw(st.booleans()):  # explicit stages; otherwise the builtin's default
+            gate["stages"] = draw(
+                st.lists(st.sampled_from(ROLLOUT_STAGES), min_size=1, max_size=5, unique=True)
+            )
+        metrics.append(gate)
     return ModelDeploymentSpec.model_validate(
         {
             "model": {"version": "v1", "uri": "file:///v1.onnx"},
@@ -155,8 +168,10 @@ def _check(
         if seen is None or not seen.ready:
             assert after.weights[cand.version] == 0
             assert after.mirror is None
-    # No automatic ramp-up or promotion follows a latest verdict that is not Successful.
-    if command not in MANUAL_MOVES and spec.analysis.metrics:
+    # No automatic ramp-up or promotion follows a latest verdict that is not Successful,
+    # when gates apply in the stage the move started from or ended in.
+    gated = applicable_gates(spec, before.stage) or applicable_gates(spec, after.stage)
+    if command not in MANUAL_MOVES and gated:
         same_candidate = (
             before.candidate is not None
             and cand is not None
@@ -202,6 +217,10 @@ def test_rollout_invariants(
                     ready=p["candidate_ready"],
                     readyReplicas=1 if p["partial"] else None,
                 )
+        # Only the gates that apply in the current stage are asked for.
+        applicable = {g.name for g in applicable_gates(spec, status.stage)}
+        for r in plan_measurements(spec, status, now):
+            assert r.purpose != "analysis" or r.gate.name in applicable
         measurements = [
             Measurement(
                 metric=r.gate.name,

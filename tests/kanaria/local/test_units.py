@@ -149,6 +149,70 @@ def test_embedded_source_says_why_it_cannot_answer() -> None:
     assert shadow.verdict is Verdict.Inconclusive
 
 
+SHADOW_SERVER_T0 = """
+# TYPE kanaria_server_requests_total counter
+kanaria_server_requests_total{model="m",version="v2",endpoint="infer",code="200"} 0
+kanaria_server_requests_total{model="m",version="v2",endpoint="feedback",code="200"} 0
+# TYPE kanaria_server_request_duration_seconds histogram
+kanaria_server_request_duration_seconds_bucket{model="m",version="v2",le="0.01"} 0
+kanaria_server_request_duration_seconds_bucket{model="m",version="v2",le="+Inf"} 0
+kanaria_server_request_duration_seconds_count{model="m",version="v2"} 0
+kanaria_server_request_duration_seconds_sum{model="m",version="v2"} 0
+"""
+SHADOW_SERVER_T1 = """
+# TYPE kanaria_server_requests_total counter
+kanaria_server_requests_total{model="m",version="v2",endpoint="infer",code="200"} 36
+kanaria_server_requests_total{model="m",version="v2",endpoint="infer",code="500"} 4
+kanaria_server_requests_total{model="m",version="v2",endpoint="feedback",code="500"} 30
+# TYPE kanaria_server_request_duration_seconds histogram
+kanaria_server_request_duration_seconds_bucket{model="m",version="v2",le="0.01"} 40
+kanaria_server_request_duration_seconds_bucket{model="m",version="v2",le="+Inf"} 40
+kanaria_server_request_duration_seconds_count{model="m",version="v2"} 40
+kanaria_server_request_duration_seconds_sum{model="m",version="v2"} 0.2
+"""
+
+
+def test_embedded_source_reads_a_mirrored_version_from_its_model_server() -> None:
+    """Regression: a shadow's traffic gates were read from the router, where mirrored
+    copies are never counted, so they stayed Inconclusive and paused the shadow."""
+    scraper = Scraper(interval_s=1.0, clock=lambda: 110.0)
+    scraper.set_targets({"router": "http://127.0.0.1:1/metrics", "v2": "http://127.0.0.1:2/m"})
+    for t, text in ((100.0, SHADOW_SERVER_T0), (110.0, SHADOW_SERVER_T1)):
+        scraper.record("router", parse(""), t)
+        scraper.record("v2", parse(text), t)
+    source = EmbeddedSource(scraper)
+
+    def server(gate: MetricGate) -> MeasurementRequest:
+        return MeasurementRequest(
+            purpose="analysis",
+            version="v2",
+            gate=gate,
+            interval="10s",
+            minRequests=20,
+            traffic="server",
+        )
+
+    ok = measure(
+        source, server(MetricGate(name="ok", builtin=Builtin.successRate, min=0.95)), "m", None, NOW
+    )
+    assert ok.value == pytest.approx(0.9)  # 36 of 40 infer copies; feedback calls not counted
+    assert ok.verdict is Verdict.Failed
+    p99 = measure(
+        source, server(MetricGate(name="lat", builtin=Builtin.latencyP99, max=0.5)), "m", None, NOW
+    )
+    assert p99.verdict is Verdict.Successful
+    assert p99.value is not None
+    assert p99.value <= 0.01
+    at_router = measure(
+        source,
+        _request(MetricGate(name="ok", builtin=Builtin.successRate, min=0.95)),
+        "m",
+        None,
+        NOW,
+    )
+    assert at_router.verdict is Verdict.Inconclusive  # the router never saw the copies
+
+
 def _spec() -> ModelDeploymentSpec:
     return ModelDeploymentSpec.model_validate(
         {
