@@ -328,6 +328,7 @@ def router_deployment(
         # Secret volume in place and the router re-reads the file, so rotating
         # tokens needs no restart (an env var is fixed when the pod starts).
         env.append({"name": "KANARIA_BEARER_TOKENS_FILE", "value": f"{TOKENS_DIR}/{TOKENS_KEY}"})
+        env.append({"name": "KANARIA_AUTH_HEADER", "value": auth.header})
         mounts.append({"name": "auth-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
         volumes.append(
             {

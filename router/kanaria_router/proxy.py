@@ -30,7 +30,7 @@ from kanaria_router.mirror import SHADOW_HEADER, Mirrorer, MirrorJob
 from kanaria_router.ratelimit import RateLimiter, retry_after
 from kanaria_router.settings import RouterSettings
 from kanaria_router.table import ModelTable, RouteTable, Version, bucket_of
-from kanaria_router.tokens import parse_tokens
+from kanaria_router.tokens import expected_form, parse_tokens, presented_token
 
 log = logging.getLogger("kanaria.router")
 
@@ -233,17 +233,15 @@ class Router:
         """Authentication and rate limiting; raises the matching RouterError."""
         client = request.remote or "unknown"
         if self.auth:
-            auth = request.headers.get("Authorization", "")
-            scheme, _, token = auth.partition(" ")
-            presented = token.strip().encode()
-            if scheme.lower() != "bearer" or not any(
-                hmac.compare_digest(presented, t) for t in self.tokens
-            ):
+            header = self.settings.auth_header
+            token = presented_token(header, request.headers.get(header, ""))
+            presented = token.encode() if token is not None else b""
+            if token is None or not any(hmac.compare_digest(presented, t) for t in self.tokens):
                 raise errors.UnauthorizedError(
-                    "a valid bearer token is required (Authorization: Bearer <token>)",
+                    f"a valid bearer token is required ({expected_form(header)})",
                     {"WWW-Authenticate": 'Bearer realm="kanaria"'},
                 )
-            client = "token:" + token.strip()
+            client = "token:" + token
         if self.limiter is not None:
             wait = self.limiter.take(client, time.monotonic())
             if wait > 0:
@@ -373,7 +371,7 @@ class Router:
             forwardable(request.headers.items(), REQUEST_DROP, request.headers.get("Connection"))
         )
         if self.auth:
-            headers.popall("Authorization", None)
+            headers.popall(self.settings.auth_header, None)
         headers[REQUEST_ID] = request_id
         peer = request.remote
         if peer:

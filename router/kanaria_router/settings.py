@@ -52,6 +52,11 @@ class RouterSettings(BaseSettings):
     rotated Secret takes effect without a restart. Its tokens add to
     ``bearer_tokens``. Given, authentication is on even if a reload finds it empty
     (then no token is accepted). Env: KANARIA_BEARER_TOKENS_FILE."""
+    auth_header: str = Field(
+        default="Authorization", pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", max_length=128
+    )
+    """Request header carrying the token (``spec.router.auth.header``): ``Bearer <token>``
+    in ``Authorization``, the token itself in any other header. Never forwarded."""
     rate_limit_rps: float = Field(default=0.0, ge=0)
     """Requests per second allowed per client (token, else address); 0 turns limiting off."""
     rate_limit_burst: float = Field(default=20.0, ge=1)

@@ -18,6 +18,7 @@ TOKENS_FILE = "bearer tokens"
 """What the tokens file is called in messages."""
 
 _SEPARATORS = re.compile(r"[,\s]+")
+AUTHORIZATION = "authorization"
 
 
 def parse_tokens(text: str) -> list[str]:
@@ -34,3 +35,25 @@ def read_tokens_file(path: Path) -> list[str]:
             f"{TOKENS_FILE} file {path} lists no tokens (one per line, or comma-separated)"
         )
     return tokens
+
+
+def presented_token(header: str, value: str) -> str | None:
+    """The token a client presented in ``header`` (its ``value``), or None if none.
+
+    In ``Authorization`` the scheme must be ``Bearer`` (RFC 6750); in any other
+    header (``spec.router.auth.header``, e.g. ``X-Api-Key``) the value is the
+    token, with an optional ``Bearer `` prefix so clients can send either form.
+    """
+    scheme, sep, rest = value.strip().partition(" ")
+    if header.lower() == AUTHORIZATION:
+        token = rest.strip() if sep and scheme.lower() == "bearer" else ""
+    else:
+        token = rest.strip() if sep and scheme.lower() == "bearer" else value.strip()
+    return token or None
+
+
+def expected_form(header: str) -> str:
+    """How a client sends a token in ``header``, for error messages."""
+    if header.lower() == AUTHORIZATION:
+        return "Authorization: Bearer <token>"
+    return f"{header}: <token>"

@@ -143,6 +143,7 @@ def test_router_reads_bearer_tokens_from_the_mounted_secret_file() -> None:
     env = {e["name"]: e for e in c["env"]}
     assert "KANARIA_BEARER_TOKENS" not in env
     path = env["KANARIA_BEARER_TOKENS_FILE"]["value"]
+    assert env["KANARIA_AUTH_HEADER"]["value"] == "Authorization"  # the spec's default
     (mount,) = [m for m in c["volumeMounts"] if m["name"] == "auth-tokens"]
     assert mount["readOnly"] is True
     (volume,) = [v for v in pod["volumes"] if v["name"] == "auth-tokens"]
@@ -161,6 +162,17 @@ def test_router_reads_bearer_tokens_from_the_mounted_secret_file() -> None:
         "KANARIA_BEARER_TOKENS_FILE",
     }
     assert [v["name"] for v in open_pod["volumes"]] == ["tmp"]
+
+    keyed = ModelDeploymentSpec.model_validate(
+        {
+            **SPEC.model_dump(exclude_none=True),
+            "router": {"auth": {"secretName": "fraud-tokens", "header": "X-Api-Key"}},
+        }
+    )
+    (keyed_c,) = objects.router_deployment(OWNER, keyed, IMAGES)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert {"name": "KANARIA_AUTH_HEADER", "value": "X-Api-Key"} in keyed_c["env"]
 
 
 def test_routes_follow_status_weights_mirror_and_readiness() -> None:

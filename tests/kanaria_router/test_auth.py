@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from kanaria_router.settings import RouterSettings
-from kanaria_router.tokens import parse_tokens
+from kanaria_router.tokens import parse_tokens, presented_token
 
 from tests.kanaria_router.conftest import Backend, RouterFactory, infer_body, routes
 from tests.support import procs
@@ -41,6 +41,39 @@ def test_token_text_is_split_on_newlines_commas_and_whitespace() -> None:
         "gamma",
         "delta",
     ]
+
+
+def test_presented_token_follows_the_configured_header() -> None:
+    assert presented_token("Authorization", "Bearer abc ") == "abc"
+    assert presented_token("authorization", "bearer abc") == "abc"
+    assert presented_token("Authorization", "abc") is None  # the scheme is required there
+    assert presented_token("Authorization", "Basic abc") is None
+    assert presented_token("Authorization", "Bearer ") is None
+    assert presented_token("X-Api-Key", " abc ") == "abc"
+    assert presented_token("X-Api-Key", "Bearer abc") == "abc"
+    assert presented_token("X-Api-Key", "") is None
+
+
+def test_custom_auth_header_is_checked_and_not_forwarded(
+    router: RouterFactory, shared_backends: dict[str, Backend]
+) -> None:
+    r = router(
+        routes({"fraud": {"versions": {"v1": (shared_backends["v1"], 100)}}}),
+        KANARIA_BEARER_TOKENS="alpha\nbeta\n",
+        KANARIA_AUTH_HEADER="X-Api-Key",
+    )
+    with httpx.Client(base_url=r.url, timeout=10) as c:
+
+        def call(**headers: str) -> httpx.Response:
+            return c.post("/v2/models/fraud/infer", json=infer_body(), headers=headers)
+
+        assert call(**{"X-Api-Key": "beta"}).status_code == 200
+        assert call(**{"X-Api-Key": "Bearer alpha"}).status_code == 200
+        refused = call(Authorization="Bearer alpha")  # the other header does not count
+        assert refused.status_code == 401
+        assert "X-Api-Key: <token>" in refused.json()["error"]
+    seen = {k.lower() for k in shared_backends["v1"].stats()["last_headers"]}
+    assert "x-api-key" not in seen
 
 
 def test_multi_line_token_value_accepts_each_token_and_refuses_others(
