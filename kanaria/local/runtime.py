@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from prometheus_client import CollectorRegistry
 
 from kanaria import metric_names as names
 from kanaria.api import (
@@ -41,7 +42,6 @@ from kanaria.durations import parse_duration
 from kanaria.local import manifest, routes_doc, sources
 from kanaria.local import prometheus as prom
 from kanaria.local.embedded import EmbeddedSource
-from kanaria.local.loop_metrics import LoopMetrics
 from kanaria.local.scrape import Scraper, parse
 from kanaria.local.statedir import (
     HistoryPoint,
@@ -53,6 +53,7 @@ from kanaria.local.statedir import (
     read_commands,
 )
 from kanaria.local.supervisor import Supervisor, free_port, pid_alive, port_free
+from kanaria.loop_metrics import LOCAL_NAMESPACE, LoopMetrics
 from kanaria.rollout import (
     Command,
     Decision,
@@ -142,7 +143,8 @@ class Runtime:
         self._http = httpx.Client(timeout=2.0)
         self._last_point: HistoryPoint | None = None
         self._gave_up_logged: set[str] = set()
-        self.metrics = LoopMetrics(self.name)
+        self.metrics = LoopMetrics(CollectorRegistry())
+        """Its own registry: only the control loop's metrics on its endpoint."""
         self._routes_needed: float | None = None
         """Applied-reload count at which the router runs the routes last written."""
         self.metrics_port: int | None = None
@@ -314,9 +316,8 @@ class Runtime:
         for action in decision.actions:
             if isinstance(action, Retrain):
                 self._call_retrain_hook(action)
-        for m in taken:
-            self.metrics.measured(m.metric, str(m.verdict))
-        self.metrics.observe(decision, time.monotonic() - started, time.time())
+        self.metrics.record_pass(LOCAL_NAMESPACE, self.name, observations, decision, time.time())
+        self.metrics.observe_latency(time.monotonic() - started)
         self.dir.save(self.state)
         point = self._history_point(decision, taken)
         if self._worth_recording(point):

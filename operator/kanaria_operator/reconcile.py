@@ -51,7 +51,6 @@ from kanaria.api import (
     Measurement,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
-    Phase,
     problems_of,
 )
 from kanaria.rollout import (
@@ -142,8 +141,6 @@ class _Memory:
 
     applied: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     rejected_commands: set[str] = field(default_factory=set)
-    last_phase_step: tuple[str, int | None] | None = None
-    last_transition: float | None = None
 
 
 class Reconciler:
@@ -170,7 +167,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The ModelDeployment is gone: drop caches and its metrics."""
         self._memory.pop((namespace, name), None)
-        metrics.forget(namespace, name)
+        metrics.LOOP.forget(namespace, name)
 
     # ------------------------------------------------------------------ the pass
 
@@ -186,7 +183,7 @@ class Reconciler:
             log.exception("%s/%s: pass failed, retrying", namespace, name)
             return min(5.0, self.resync_interval_s)
         finally:
-            metrics.DECISION_LATENCY.observe(time.perf_counter() - started)
+            metrics.LOOP.observe_latency(time.perf_counter() - started)
 
     def _pass(self, name: str, namespace: str) -> float:
         obj = self.kube.get_model_deployment(name, namespace)
@@ -226,10 +223,7 @@ class Reconciler:
         self.kube.patch_status(name, namespace, new_status, old=raw_status)
         for event in decision.events:
             self.kube.event(obj, event.reason, event.message, warning=event.type == "Warning")
-            metrics.ROLLOUT_TRANSITIONS.labels(namespace, name, event.reason).inc()
-        for m in observations.measurements:
-            metrics.ANALYSIS_MEASUREMENTS.labels(namespace, name, m.metric, m.verdict.value).inc()
-        self._publish(owner, decision.status, memory)
+        metrics.LOOP.record_pass(namespace, name, observations, decision, now.timestamp())
         return min(spec.analysis.interval_seconds, self.resync_interval_s)
 
     # ------------------------------------------------------------------ observe
@@ -409,31 +403,3 @@ class Reconciler:
         if response.status_code >= 400 and response.status_code != 405:
             return f"HTTP {response.status_code}"
         return None
-
-    # ------------------------------------------------------------------ metrics
-
-    def _publish(self, owner: Owner, status: ModelDeploymentStatus, memory: _Memory) -> None:
-        weights: dict[tuple[str, str], float] = {}
-        for version, weight in status.weights.items():
-            role = (
-                "candidate"
-                if status.candidate and version == status.candidate.version
-                else "stable"
-            )
-            weights[(version, role)] = weight
-        if status.mirror is not None:
-            weights[(status.mirror.version, "shadow")] = status.mirror.percent
-        phase_step = (status.phase.value, status.currentStep)
-        if memory.last_phase_step != phase_step:
-            memory.last_phase_step = phase_step
-            memory.last_transition = (
-                status.stepStartedAt.timestamp() if status.stepStartedAt else time.time()
-            )
-        metrics.publish(
-            owner.namespace,
-            owner.name,
-            status.phase.value,
-            weights,
-            status.currentStep if status.phase is not Phase.Pending else None,
-            memory.last_transition,
-        )

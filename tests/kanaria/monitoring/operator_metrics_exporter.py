@@ -1,10 +1,11 @@
 """Operator-metrics exporter for the monitoring acceptance test (a stand-in, named as such).
 
 The real operator needs a cluster to act on; the acceptance test only needs its
-metrics next to a real data plane. This process sets the operator's own metric
-objects (kanaria_operator.metrics, through the same ``publish`` the reconcile
-loop calls) to one canary rollout in progress, keeps counting measurements and
-decision passes, and serves them on 127.0.0.1 until SIGTERM.
+metrics next to a real data plane. This process feeds the operator's own metric
+objects (``kanaria_operator.metrics.LOOP``, the shared
+:class:`kanaria.loop_metrics.LoopMetrics`, through the same ``record_pass`` the
+reconcile loop calls) one canary rollout in progress, keeps recording analysis
+passes, and serves them on 127.0.0.1 until SIGTERM.
 
     python -m tests.kanaria.monitoring.operator_metrics_exporter --port 9100 \
         --model fraud --stable v1 --candidate v2 --shadow v3
@@ -16,9 +17,12 @@ import argparse
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 
-from kanaria_operator import metrics
-from prometheus_client import start_http_server
+from kanaria_operator.metrics import LOOP
+
+from kanaria.api import Measurement, ModelDeploymentStatus, Verdict
+from kanaria.rollout import Decision, Event, Observations
 
 NAMESPACE = "default"
 
@@ -30,25 +34,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stable", required=True)
     parser.add_argument("--candidate", required=True)
     parser.add_argument("--shadow", required=True)
-    parser.add_argument("--candidate-weight", type=float, default=30.0)
+    parser.add_argument("--candidate-weight", type=int, default=30)
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    weights = {
-        (args.stable, "stable"): 100.0 - args.candidate_weight,
-        (args.candidate, "candidate"): args.candidate_weight,
-        (args.shadow, "shadow"): 100.0,
-    }
-    metrics.publish(NAMESPACE, args.model, "Progressing", weights, 2, time.time())
-    metrics.ROLLOUT_TRANSITIONS.labels(NAMESPACE, args.model, "StepAdvanced").inc()
-    start_http_server(args.port, addr="127.0.0.1")
-    verdicts = ("Successful", "Successful", "Inconclusive")
+    status = ModelDeploymentStatus.model_validate(
+        {
+            "phase": "Progressing",
+            "currentStep": 2,
+            "candidate": {"version": args.candidate, "uri": "stand-in"},
+            "versions": [
+                {"version": args.stable, "uri": "stand-in", "role": "stable", "replicas": 1},
+                {"version": args.candidate, "uri": "stand-in", "role": "candidate", "replicas": 1},
+            ],
+            "weights": {
+                args.stable: 100 - args.candidate_weight,
+                args.candidate: args.candidate_weight,
+            },
+            "mirror": {"version": args.shadow, "percent": 100.0},
+        }
+    )
+    advanced = Event(type="Normal", reason="StepAdvanced", message="stand-in")
+    LOOP.record_pass(
+        NAMESPACE,
+        args.model,
+        Observations(),
+        Decision(status=status, events=[advanced]),
+        time.time(),
+    )
+    LOOP.serve(args.port)
+    verdicts = (Verdict.Successful, Verdict.Successful, Verdict.Inconclusive)
     passes = 0
     while not stop.wait(0.5):
         started = time.perf_counter()
         verdict = verdicts[passes % len(verdicts)]
-        metrics.ANALYSIS_MEASUREMENTS.labels(NAMESPACE, args.model, "success-rate", verdict).inc()
-        metrics.DECISION_LATENCY.observe(time.perf_counter() - started)
+        measurement = Measurement(
+            metric="success-rate", version=args.candidate, verdict=verdict, time=datetime.now(UTC)
+        )
+        observations = Observations(measurements=[measurement])
+        LOOP.record_pass(NAMESPACE, args.model, observations, Decision(status=status), time.time())
+        LOOP.observe_latency(time.perf_counter() - started)
         passes += 1
     return 0
 
