@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kanaria.api import ROLLOUT_STAGES
 from kanaria.crd import CRD_PATH, crd, crd_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,3 +153,15 @@ def test_validation_constraints_and_defaults_are_in_the_schema() -> None:
     job = spec["properties"]["retraining"]["properties"]["jobTemplate"]
     assert job["x-kubernetes-preserve-unknown-fields"] is True
     assert "default" not in yaml.safe_dump(_schema()["properties"]["status"])
+
+
+def test_gate_stages_are_the_engine_stage_names() -> None:
+    """``metrics[].stages`` takes exactly the names ``status.stage`` shows, each once."""
+    spec = _schema()["properties"]["spec"]
+    gate = spec["properties"]["analysis"]["properties"]["metrics"]["items"]
+    stages = gate["properties"]["stages"]
+    status_stage = _schema()["properties"]["status"]["properties"]["stage"]
+    assert stages["items"]["enum"] == status_stage["enum"] == list(ROLLOUT_STAGES)
+    assert stages["x-kubernetes-list-type"] == "set"  # the API server refuses duplicates
+    assert (stages["minItems"], stages["maxItems"]) == (1, len(ROLLOUT_STAGES))
+    assert "stages" not in gate.get("required", [])
