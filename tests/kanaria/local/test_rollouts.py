@@ -177,12 +177,19 @@ def test_blue_green_switches_and_switches_back(env: Env) -> None:
     # Preview: the candidate runs at full size with no traffic, reachable by header.
     env.up.wait(f"{good} in preview", lambda s: s.get("pauseReason") == "AwaitingPromotion")
     assert env.up.status()["weights"][good] == 0
-    preview = httpx.post(
-        f"{env.up.url}/v2/models/{NAME}/infer",
-        json=infer_body(WIDTH, random.Random(0)),
-        headers={"x-kanaria-version": good},
-        timeout=10,
-    )
+
+    def preview_request() -> httpx.Response:
+        return httpx.post(
+            f"{env.up.url}/v2/models/{NAME}/infer",
+            json=infer_body(WIDTH, random.Random(0)),
+            headers={"x-kanaria-version": good},
+            timeout=10,
+        )
+
+    # The status is saved in the same pass that rewrites the routes file; the router
+    # picks the file up on its next poll, so the preview may need that moment.
+    wait_until(lambda: preview_request().status_code == 200, 30, f"{good} preview")
+    preview = preview_request()
     assert preview.status_code == 200, preview.text
     assert preview.json()["model_version"] == good
     result = env.up.command("promote")
