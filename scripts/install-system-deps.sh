@@ -2,7 +2,6 @@
 # System tools the tests, the demo and the benchmarks run for real: Debian's
 # prometheus (and promtool), wrk as load generator, nginx as benchmark baseline,
 # shellcheck for the kind scripts, openssl for the test control plane.
-# shellcheck for the kind scripts.
 # Installs only what is missing; needs root (or sudo) the first time.
 set -euo pipefail
 need=()
