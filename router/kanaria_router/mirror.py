@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 from multidict import CIMultiDict
+from prometheus_client import Counter
 
 from kanaria.routes import Comparison
 from kanaria_router.compare import compare_responses
@@ -40,6 +41,8 @@ class MirrorJob:
     url: str
     baseline: str
     headers: CIMultiDict[str]
+    """The primary's forwarded headers (the primary is done with them); the copy
+    sent adds :data:`SHADOW_HEADER`, built only for copies actually sent."""
     body: bytes
     request_id: str
     primary_status: int
@@ -63,6 +66,8 @@ class Mirrorer:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.queue: asyncio.Queue[MirrorJob] = asyncio.Queue(maxsize=queue_size)
         self.session: aiohttp.ClientSession | None = None
+        self._outcomes: dict[tuple[str, str, str], Counter] = {}
+        self._results: dict[tuple[str, str, str, str], Counter] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._log_budget = (
             RateLimiter(disagreement_logs_per_minute / 60.0, disagreement_logs_per_minute)
@@ -70,12 +75,25 @@ class Mirrorer:
             else None
         )
 
+    def count(self, model: str, shadow: str, outcome: str) -> None:
+        """Count one copy's outcome (label children cached: a slow shadow makes the
+        router drop a copy per request, so this runs on the hot path)."""
+        key = (model, shadow, outcome)
+        child = self._outcomes.get(key)
+        if child is None:
+            child = self._outcomes[key] = self.metrics.mirror.labels(model, shadow, outcome)
+        child.inc()
+
+    def full(self) -> bool:
+        """Whether the next copy would be dropped: lets the caller skip building it."""
+        return self.queue.full()
+
     def offer(self, job: MirrorJob) -> None:
         """Queue a copy, or drop and count it when the queue is full (never blocks)."""
         try:
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
-            self.metrics.mirror.labels(job.model, job.shadow, "dropped").inc()
+            self.count(job.model, job.shadow, "dropped")
 
     async def start(self, session: aiohttp.ClientSession) -> None:
         self.session = session
@@ -107,20 +125,22 @@ class Mirrorer:
 
     async def _send(self, job: MirrorJob) -> None:
         assert self.session is not None
+        headers = job.headers.copy()
+        headers[SHADOW_HEADER] = "true"
         try:
             async with self.session.post(
-                job.url, data=job.body, headers=job.headers, timeout=self.timeout
+                job.url, data=job.body, headers=headers, timeout=self.timeout
             ) as resp:
                 status = resp.status
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self.metrics.mirror.labels(job.model, job.shadow, "failed").inc()
+            self.count(job.model, job.shadow, "failed")
             log.debug("shadow %s/%s: %s", job.model, job.shadow, exc or type(exc).__name__)
             return
         if status >= 400:
-            self.metrics.mirror.labels(job.model, job.shadow, "failed").inc()
+            self.count(job.model, job.shadow, "failed")
             return
-        self.metrics.mirror.labels(job.model, job.shadow, "sent").inc()
+        self.count(job.model, job.shadow, "sent")
         if job.primary_status >= 400:
             return  # nothing to compare against
         self._compare(job, body)
@@ -134,8 +154,11 @@ class Mirrorer:
         verdict = compare_responses(
             primary, shadow, rtol=job.comparison.rtol, atol=job.comparison.atol
         )
-        result = "agree" if verdict.agree else "disagree"
-        self.metrics.comparisons.labels(job.model, job.shadow, job.baseline, result).inc()
+        key = (job.model, job.shadow, job.baseline, "agree" if verdict.agree else "disagree")
+        child = self._results.get(key)
+        if child is None:
+            child = self._results[key] = self.metrics.comparisons.labels(*key)
+        child.inc()
         if verdict.agree or self._log_budget is None:
             return
         if random.random() * 100 >= job.comparison.logDisagreements:

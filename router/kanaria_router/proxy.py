@@ -26,7 +26,7 @@ from kanaria_router import errors
 from kanaria_router.feedback import ServedBy, group_by_version, parse_feedback
 from kanaria_router.headers import REQUEST_DROP, RESPONSE_DROP, cookie_value, forwardable
 from kanaria_router.metrics import UNROUTED, RouterMetrics
-from kanaria_router.mirror import SHADOW_HEADER, Mirrorer, MirrorJob
+from kanaria_router.mirror import Mirrorer, MirrorJob
 from kanaria_router.ratelimit import RateLimiter, retry_after
 from kanaria_router.settings import RouterSettings
 from kanaria_router.table import ModelTable, RouteTable, Version, bucket_of
@@ -483,16 +483,18 @@ class Router:
         if model.mirror_percent < 100 and random.random() * 100 >= model.mirror_percent:
             return
         assert model.mirror_version is not None
+        if self.mirror.full():
+            # counted as before, without building a copy that would be thrown away
+            self.mirror.count(model.name, model.mirror_version, "dropped")
+            return
         shadow = model.versions[model.mirror_version]
-        copy = headers.copy()
-        copy[SHADOW_HEADER] = "true"
         self.mirror.offer(
             MirrorJob(
                 model=model.name,
                 shadow=shadow.name,
                 url=shadow.base_url + path,
                 baseline=up.version.name,
-                headers=copy,
+                headers=headers,
                 body=body,
                 request_id=request_id,
                 primary_status=up.status,

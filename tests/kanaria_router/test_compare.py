@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import random
 from typing import Any
 
 import pytest
-from kanaria_router.compare import compare_responses
+from kanaria_router.compare import agrees_fast, compare_arrays, compare_outputs, compare_responses
 
 
 def answer(*outputs: tuple[str, str, list[int], list[Any]]) -> dict[str, Any]:
@@ -61,3 +63,46 @@ def test_broken_shadow_answers_disagree_with_a_reason(shadow: Any, reason: str) 
     verdict = compare_responses(answer(PROBS), shadow, 1e-3, 1e-5)
     assert not verdict.agree
     assert reason in verdict.reason
+
+
+def _scores(rng: random.Random, rows: int, k: int) -> list[Any]:
+    # few distinct values, so ties (first maximum wins) and equal rows are common
+    return [rng.choice([0, 1, 0.25, 0.5, 0.75, -1.5, 1e300]) for _ in range(rows * k)]
+
+
+def test_fast_class_check_matches_numpy_on_random_outputs() -> None:
+    rng = random.Random(6)
+    decided = 0
+    for _ in range(3000):
+        rows, k = rng.randint(1, 4), rng.randint(2, 4)
+        datatype = rng.choice(["FP32", "fp64", "INT64", ""])
+        a = {"name": "p", "datatype": datatype, "shape": [rows, k], "data": _scores(rng, rows, k)}
+        b_shape = [rows, k] if rng.random() < 0.9 else [k, rows]
+        b = {"name": "p", "datatype": datatype, "shape": b_shape, "data": _scores(rng, rows, k)}
+        if rng.random() < 0.3:
+            b["data"] = list(a["data"])
+        full = compare_arrays(a, b, 1e-3, 1e-5)
+        if agrees_fast(a, b):
+            decided += 1
+            assert full.agree, (a, b, full.reason)
+        assert compare_outputs(a, b, 1e-3, 1e-5) == full
+    assert decided > 300  # the fast path does decide the common case
+
+
+@pytest.mark.parametrize(
+    ("primary", "shadow"),
+    [
+        ({"shape": [1, 2], "data": [math.nan, 0.1]}, {"shape": [1, 2], "data": [0.2, 0.1]}),
+        ({"shape": [1, 2], "data": [0.3, 0.1]}, {"shape": [1, 2], "data": ["0.3", 0.1]}),
+        ({"shape": [1, 2], "data": [[0.3, 0.1]]}, {"shape": [1, 2], "data": [[0.3, 0.1]]}),
+        ({"shape": [1, 2], "data": [0.3, 2**60]}, {"shape": [1, 2], "data": [0.3, 2**60]}),
+        ({"shape": [2], "data": [0.3, 0.1]}, {"shape": [2], "data": [0.3, 0.1]}),
+        ({"shape": [1, 300], "data": [0.5] * 300}, {"shape": [1, 300], "data": [0.5] * 300}),
+    ],
+)
+def test_fast_class_check_leaves_unusual_outputs_to_numpy(
+    primary: dict[str, Any], shadow: dict[str, Any]
+) -> None:
+    primary = {"name": "p", "datatype": "FP32", **primary}
+    shadow = {"name": "p", "datatype": "FP32", **shadow}
+    assert not agrees_fast(primary, shadow)
