@@ -12,6 +12,13 @@ from typing import Final
 
 PREFIX: Final = "kanaria_"
 
+LATENCY_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+"""Histogram buckets (seconds) of every latency histogram, router and model server
+alike: the latency gates and panels compute quantiles from them, so both sides of a
+comparison must have the same resolution (fine at the low end, where added latency lives)."""
+
 # --- Router (one series set per model and version the router sends traffic to)
 ROUTER_REQUESTS = "kanaria_router_requests_total"
 """Counter {model, version, code}: client requests answered, by HTTP status code."""

@@ -23,22 +23,6 @@ from kanaria_server.model import Signature, TensorSpec
 from kanaria_server.profile import InputProfile, psi
 
 Array = np.ndarray[Any, Any]
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
@@ -128,21 +112,21 @@ class Monitor:
             m.SERVER_LATENCY,
             "Infer request time in the server",
             mv,
-            buckets=LATENCY_BUCKETS,
+            buckets=m.LATENCY_BUCKETS,
             registry=r,
         ).labels(model, version)
         self.queue = Histogram(
             m.SERVER_QUEUE,
             "Time waiting for a batch slot",
             mv,
-            buckets=LATENCY_BUCKETS,
+            buckets=m.LATENCY_BUCKETS,
             registry=r,
         ).labels(model, version)
         self.inference = Histogram(
             m.SERVER_INFERENCE,
             "onnxruntime time per batch",
             mv,
-            buckets=LATENCY_BUCKETS,
+            buckets=m.LATENCY_BUCKETS,
             registry=r,
         ).labels(model, version)
         self.batch_size = Histogram(

@@ -19,25 +19,6 @@ from prometheus_client import (
 from kanaria import metric_names as mn
 from kanaria_router.table import RouteTable, weights
 
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
-"""Seconds; fine at the low end, where a router's added latency lives."""
-
 PRECREATED_CODES = (200, 500, 502, 503, 504)
 """Status codes whose request counters exist at 0 as soon as a version is routed.
 
@@ -66,7 +47,7 @@ class RouterMetrics:
             mn.ROUTER_LATENCY,
             "Client-observed latency through the router, seconds.",
             ["model", "version"],
-            buckets=LATENCY_BUCKETS,
+            buckets=mn.LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.weight = Gauge(
