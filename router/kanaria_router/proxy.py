@@ -110,6 +110,7 @@ class Router:
             settings.mirror_concurrency,
             settings.mirror_timeout_s,
             settings.disagreement_logs_per_minute,
+            settings.mirror_nice,
         )
 
     # --- tokens -----------------------------------------------------------
@@ -140,6 +141,8 @@ class Router:
         self.loaded = True
         self.metrics.set_weights(table)
         self.metrics.reloads.labels("applied").inc()
+        if table.mirrors():
+            self.mirror.ensure_started()
         summary = "; ".join(
             f"{m.name}: "
             + ", ".join(
@@ -191,7 +194,8 @@ class Router:
             # clients' Cookie headers are forwarded as they are; a jar would only cost time
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        await self.mirror.start(self.session)
+        if self.table.mirrors():
+            await self.mirror.start()  # ready before the first copy, when routes mirror at boot
 
     async def stop(self) -> None:
         await self.mirror.stop()

@@ -65,6 +65,10 @@ class RouterSettings(BaseSettings):
     """Mirror copies waiting to be sent, at most; copies beyond are dropped and counted."""
     mirror_concurrency: int = Field(default=16, ge=1)
     """Mirror copies in flight to shadows at once."""
+    mirror_nice: int = Field(default=19, ge=0, le=19)
+    """Niceness added to the mirror worker process: at 19, copies only get the CPU
+    live requests leave (copies past the bound are dropped and counted); 0 gives
+    copies the same priority as clients."""
     mirror_timeout_s: float = Field(default=10.0, gt=0)
     """Seconds a shadow has to answer a copy before the copy counts as failed."""
     feedback_ids: int = Field(default=200_000, ge=1)

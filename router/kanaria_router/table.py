@@ -156,6 +156,10 @@ class RouteTable:
     def empty(cls) -> RouteTable:
         return cls(models={}, revision="")
 
+    def mirrors(self) -> bool:
+        """Whether any model copies requests to a shadow (the mirror worker is needed)."""
+        return any(m.mirror_version is not None for m in self.models.values())
+
 
 def weights(table: RouteTable) -> Sequence[tuple[str, str, float]]:
     """(model, version, configured weight) for every version, for the weight gauge."""

@@ -1,28 +1,42 @@
-"""The mirror queue's bookkeeping without a network: drops and cached outcome counters.
+"""The mirror hand-off without a router: the outstanding bound, the worker process, its wire.
 
 The router checks :meth:`Mirrorer.full` before building a copy (a slow shadow
-makes every request's copy a drop), so a full queue must say so and every copy
-offered past it must still be counted as dropped, on the same series that
-``labels()`` reads.
+makes every request's copy a drop), so a full hand-off must say so and every
+copy offered past it must still be counted as dropped. Copies go to a real
+mirror worker process; the shadow here is a closed port, so every copy that
+reaches the worker fails fast and is reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
+import pytest
 from kanaria_router.metrics import RouterMetrics
 from kanaria_router.mirror import Mirrorer, MirrorJob
+from kanaria_router.mirror_wire import (
+    HEADER,
+    Copy,
+    Tally,
+    decode_copy,
+    encode_copy,
+    frame_lengths,
+    parse_report,
+)
 from multidict import CIMultiDict
 
 from kanaria import metric_names as mn
 from kanaria.routes import Comparison
+from tests.support import procs
 
 
-def _job(request_id: str) -> MirrorJob:
+def _job(request_id: str, url: str = "http://127.0.0.1:9/v2/models/m/infer") -> MirrorJob:
     return MirrorJob(
         model="m",
         shadow="s",
-        url="http://127.0.0.1:9/v2/models/m/infer",
+        url=url,
         baseline="v1",
         headers=CIMultiDict({"x-request-id": request_id}),
         body=b"{}",
@@ -39,18 +53,91 @@ def _mirror_count(metrics: RouterMetrics, outcome: str) -> float:
     return value if value is not None else 0.0
 
 
-def test_full_queue_drops_and_counts_every_copy_offered() -> None:
+async def _until(condition: object, what: str, timeout: float = 20.0) -> None:
+    assert callable(condition)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def test_without_a_worker_every_copy_is_dropped_and_counted() -> None:
     async def scenario() -> None:
         metrics = RouterMetrics()
-        mirror = Mirrorer(metrics, 2, 1, 1.0, 0)  # workers not started: nothing drains
-        assert not mirror.full()
+        mirror = Mirrorer(metrics, 2, 1, 1.0, 0)  # never started
+        assert mirror.full()
         for i in range(5):
             mirror.offer(_job(str(i)))
-        assert mirror.full()
-        assert mirror.queue.qsize() == 2
-        assert _mirror_count(metrics, "dropped") == 3
+        assert _mirror_count(metrics, "dropped") == 5
+        assert mirror.total_outstanding == 0
 
     asyncio.run(scenario())
+
+
+def test_the_worker_reports_every_copy_and_the_bound_holds() -> None:
+    async def scenario() -> None:
+        metrics = RouterMetrics()
+        mirror = Mirrorer(metrics, 2, 1, 1.0, 0, nice=0)
+        await mirror.start()
+        try:
+            assert mirror.running
+            assert not mirror.full()
+            # one loop pass: nothing is flushed or reported before the 5 offers
+            for i in range(5):
+                mirror.offer(_job(str(i), f"http://127.0.0.1:{procs.free_port()}/infer"))
+            assert mirror.total_outstanding == 3  # queue_size 2 + concurrency 1
+            assert mirror.full()
+            assert _mirror_count(metrics, "dropped") == 2
+            # the closed port refuses: each handed-over copy comes back as failed
+            await _until(lambda: _mirror_count(metrics, "failed") == 3, "3 failed copies")
+            assert mirror.total_outstanding == 0
+            assert not mirror.full()
+            assert _mirror_count(metrics, "sent") == 0
+        finally:
+            await mirror.stop()
+        assert not mirror.running
+
+    asyncio.run(scenario())
+
+
+def test_a_killed_worker_loses_only_its_copies_counted_and_is_replaced() -> None:
+    async def scenario() -> None:
+        metrics = RouterMetrics()
+        mirror = Mirrorer(metrics, 10, 1, 30.0, 0, nice=0)
+        await mirror.start()
+        try:
+            hold = procs.free_port()
+            server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", hold)
+            try:
+                for i in range(4):  # a shadow that accepts and never answers holds them
+                    mirror.offer(_job(str(i), f"http://127.0.0.1:{hold}/infer"))
+                await asyncio.sleep(0.3)
+                pid = _worker_pid(os.getpid())
+                os.kill(pid, signal.SIGKILL)
+                await _until(lambda: _mirror_count(metrics, "dropped") == 4, "4 lost copies")
+                assert mirror.total_outstanding == 0
+                await _until(lambda: mirror.running, "a new worker")
+                assert _worker_pid(os.getpid()) != pid
+            finally:
+                server.close()
+        finally:
+            await mirror.stop()
+
+    asyncio.run(scenario())
+
+
+def _worker_pid(parent: int) -> int:
+    children = (
+        open(f"/proc/{parent}/task/{parent}/children", encoding="ascii").read().split()  # noqa: SIM115
+    )
+    workers = [
+        int(c)
+        for c in children
+        if b"kanaria_router.mirror_worker" in open(f"/proc/{c}/cmdline", "rb").read()  # noqa: SIM115
+    ]
+    assert len(workers) == 1, workers
+    return workers[0]
 
 
 def test_outcome_counter_children_are_cached_on_the_labelled_series() -> None:
@@ -58,7 +145,73 @@ def test_outcome_counter_children_are_cached_on_the_labelled_series() -> None:
     mirror = Mirrorer(metrics, 1, 1, 1.0, 0)
     for _ in range(3):
         mirror.count("m", "s", "sent")
-    mirror.count("m", "s", "failed")
+    mirror.count("m", "s", "failed", 2)
     assert _mirror_count(metrics, "sent") == 3
-    assert _mirror_count(metrics, "failed") == 1
+    assert _mirror_count(metrics, "failed") == 2
     assert _mirror_count(metrics, "dropped") == 0
+
+
+# --- the wire format ------------------------------------------------------------------
+
+
+def _copy(body: bytes = b'{"inputs": []}', primary: bytes = b"\x00\xffbinary") -> Copy:
+    return Copy(
+        model="fraud",
+        shadow="v3",
+        url="http://127.0.0.1:1/v2/models/fraud/infer",
+        baseline="v1",
+        request_id="r-1",
+        headers=[("content-type", "application/json"), ("x-request-id", "r-1")],
+        body=body,
+        primary_status=200,
+        primary_body=primary,
+        rtol=1e-3,
+        atol=1e-6,
+        log_percent=50.0,
+    )
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", bytes(range(256)) * 40])
+def test_a_copy_survives_the_frame_bytes_for_bytes(body: bytes) -> None:
+    frame = encode_copy(_copy(body))
+    meta_len, body_len, primary_len = frame_lengths(frame[: HEADER.size])
+    rest = frame[HEADER.size :]
+    assert len(rest) == meta_len + body_len + primary_len
+    meta, rest = rest[:meta_len], rest[meta_len:]
+    decoded = decode_copy(meta, rest[:body_len], rest[body_len:])
+    assert decoded == _copy(body)
+
+
+def test_corrupt_frames_are_refused_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="frame header"):
+        frame_lengths(HEADER.pack(0, 1, 1))
+    with pytest.raises(ValueError, match="frame header"):
+        frame_lengths(HEADER.pack(10, 2**31, 0))
+    with pytest.raises(ValueError, match="metadata"):
+        decode_copy(b"[1, 2]", b"", b"")
+    with pytest.raises(ValueError, match="metadata"):
+        decode_copy(b"not json", b"", b"")
+
+
+def test_a_report_round_trips_and_a_bad_one_is_refused() -> None:
+    tally = Tally.empty()
+    assert not tally
+    tally.outcome("m", "s", "sent")
+    tally.outcome("m", "s", "sent")
+    tally.outcome("m", "s", "failed")
+    tally.comparison("m", "s", "v1", agree=True)
+    tally.comparison("m", "s", "v1", agree=False)
+    assert tally
+    line = tally.to_line()
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+    assert parse_report(line) == tally
+    for bad in (
+        b"{}",
+        b'{"outcomes": [["m", "s", "exploded", 1]], "comparisons": []}',
+        b'{"outcomes": [["m", "s", "sent", 0]], "comparisons": []}',
+        b'{"outcomes": [], "comparisons": [["m", "s", "v1", "maybe", 1]]}',
+        b"garbage",
+    ):
+        with pytest.raises(ValueError, match="corrupt mirror report"):
+            parse_report(bad)
