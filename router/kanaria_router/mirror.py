@@ -6,8 +6,9 @@ which sends it, compares the shadow's answer with the primary's and reports the
 outcome. Why a process rather than tasks on the router's own event loop: a
 copy costs as much CPU as a primary, and on the router's loop that CPU came out
 of the primaries' latency (a 100 ms shadow raised client p99 by 40-60% at
-saturation). The worker runs at a lower priority, so the kernel gives live
-requests the CPU first, and copies use what is left, on this core or any other.
+saturation). The worker runs at a lower priority (``SCHED_IDLE`` by default), so
+the kernel gives live requests the CPU first, and copies use what is left, on
+this core or any other.
 
 What the router still does per copy is small: encode one frame (a few
 microseconds) and write the frames of a loop pass in one call. It counts copies
@@ -69,7 +70,7 @@ class Mirrorer:
         concurrency: int,
         timeout_s: float,
         disagreement_logs_per_minute: int,
-        nice: int = 19,
+        priority: str = "idle",
     ) -> None:
         self.metrics = metrics
         self.capacity = queue_size + concurrency
@@ -78,7 +79,7 @@ class Mirrorer:
             *(sys.executable, "-m", "kanaria_router.mirror_worker"),
             *("--concurrency", str(concurrency), "--timeout", str(timeout_s)),
             *("--disagreement-logs-per-minute", str(disagreement_logs_per_minute)),
-            *("--nice", str(nice)),
+            *("--priority", priority),
         ]
         self.outstanding: Tally[tuple[str, str]] = Tally()
         """Copies handed over and not yet reported, per (model, shadow)."""

@@ -110,7 +110,7 @@ class Router:
             settings.mirror_concurrency,
             settings.mirror_timeout_s,
             settings.disagreement_logs_per_minute,
-            settings.mirror_nice,
+            settings.mirror_priority,
         )
 
     # --- tokens -----------------------------------------------------------

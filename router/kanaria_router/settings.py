@@ -6,7 +6,7 @@ Every field states its unit; ``0`` turns a limit off where that makes sense.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -65,10 +65,12 @@ class RouterSettings(BaseSettings):
     """Mirror copies waiting to be sent, at most; copies beyond are dropped and counted."""
     mirror_concurrency: int = Field(default=16, ge=1)
     """Mirror copies in flight to shadows at once."""
-    mirror_nice: int = Field(default=19, ge=0, le=19)
-    """Niceness added to the mirror worker process: at 19, copies only get the CPU
-    live requests leave (copies past the bound are dropped and counted); 0 gives
-    copies the same priority as clients."""
+    mirror_priority: Literal["idle", "low", "normal"] = "idle"
+    """CPU priority of the mirror worker process that sends and compares copies:
+    ``idle`` (Linux SCHED_IDLE) gives copies only CPU time nothing else wants and
+    never makes a client wait for one; ``low`` (nice 19) guarantees copies a small
+    share; ``normal`` sends every copy at the clients' priority. Copies the worker
+    cannot keep up with are dropped and counted (``outcome="dropped"``)."""
     mirror_timeout_s: float = Field(default=10.0, gt=0)
     """Seconds a shadow has to answer a copy before the copy counts as failed."""
     feedback_ids: int = Field(default=200_000, ge=1)

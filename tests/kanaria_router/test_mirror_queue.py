@@ -78,10 +78,12 @@ def test_without_a_worker_every_copy_is_dropped_and_counted() -> None:
 def test_the_worker_reports_every_copy_and_the_bound_holds() -> None:
     async def scenario() -> None:
         metrics = RouterMetrics()
-        mirror = Mirrorer(metrics, 2, 1, 1.0, 0, nice=0)
+        mirror = Mirrorer(metrics, 2, 1, 1.0, 0)
         await mirror.start()
         try:
             assert mirror.running
+            # by default copies only get CPU time nothing else wants
+            assert os.sched_getscheduler(_worker_pid(os.getpid())) == os.SCHED_IDLE
             assert not mirror.full()
             # one loop pass: nothing is flushed or reported before the 5 offers
             for i in range(5):
@@ -104,7 +106,7 @@ def test_the_worker_reports_every_copy_and_the_bound_holds() -> None:
 def test_a_killed_worker_loses_only_its_copies_counted_and_is_replaced() -> None:
     async def scenario() -> None:
         metrics = RouterMetrics()
-        mirror = Mirrorer(metrics, 10, 1, 30.0, 0, nice=0)
+        mirror = Mirrorer(metrics, 10, 1, 30.0, 0, priority="normal")
         await mirror.start()
         try:
             hold = procs.free_port()
@@ -118,7 +120,9 @@ def test_a_killed_worker_loses_only_its_copies_counted_and_is_replaced() -> None
                 await _until(lambda: _mirror_count(metrics, "dropped") == 4, "4 lost copies")
                 assert mirror.total_outstanding == 0
                 await _until(lambda: mirror.running, "a new worker")
-                assert _worker_pid(os.getpid()) != pid
+                replacement = _worker_pid(os.getpid())
+                assert replacement != pid
+                assert os.sched_getscheduler(replacement) == os.SCHED_OTHER
             finally:
                 server.close()
         finally:
