@@ -23,6 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from kanaria import __version__
 from kanaria.routes import RoutesConfig
 from kanaria_router import errors
+from kanaria_router.clients import client_address
 from kanaria_router.feedback import ServedBy, group_by_version, parse_feedback
 from kanaria_router.headers import REQUEST_DROP, RESPONSE_DROP, cookie_value, forwardable
 from kanaria_router.metrics import UNROUTED, RouterMetrics
@@ -35,6 +36,7 @@ from kanaria_router.tokens import expected_form, parse_tokens, presented_token
 log = logging.getLogger("kanaria.router")
 
 REQUEST_ID = "x-request-id"
+FORWARDED_FOR = "x-forwarded-for"
 VERSION_HEADER = "x-kanaria-version"
 """Response header naming the version that answered."""
 
@@ -236,6 +238,10 @@ class Router:
     def _guard(self, request: web.Request) -> None:
         """Authentication and rate limiting; raises the matching RouterError."""
         client = request.remote or "unknown"
+        if self.settings.trusted_proxies:
+            client = client_address(
+                client, request.headers.getall(FORWARDED_FOR, ()), self.settings.trusted_proxies
+            )
         if self.auth:
             header = self.settings.auth_header
             token = presented_token(header, request.headers.get(header, ""))

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kanaria_router.clients import Network, parse_networks
 from kanaria_router.tokens import parse_tokens
 
 
@@ -61,6 +62,11 @@ class RouterSettings(BaseSettings):
     """Requests per second allowed per client (token, else address); 0 turns limiting off."""
     rate_limit_burst: float = Field(default=20.0, ge=1)
     """Requests a client may send at once before the per-second rate applies."""
+    trusted_proxies: Annotated[list[Network], NoDecode] = []
+    """Addresses or CIDRs of proxies in front of the router (ingress, load
+    balancer), separated by commas or spaces. From such a peer the client address
+    for rate limiting is read from ``X-Forwarded-For`` (right to left, past
+    trusted hops); empty: the header is ignored. Env: KANARIA_TRUSTED_PROXIES."""
     mirror_queue_size: int = Field(default=1000, ge=1)
     """Mirror copies waiting to be sent, at most; copies beyond are dropped and counted."""
     mirror_concurrency: int = Field(default=16, ge=1)
@@ -81,6 +87,13 @@ class RouterSettings(BaseSettings):
     """Seconds in-flight requests get to finish on shutdown (SIGTERM/SIGINT)."""
     backend_connections: int = Field(default=0, ge=0)
     """Pooled connections per backend at most; 0 means no limit."""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_networks(value)
+        return value
 
     @field_validator("bearer_tokens", mode="before")
     @classmethod
