@@ -12,6 +12,7 @@ pydantic validator (local files) and as a CEL rule in ``json_schema_extra``
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from datetime import datetime
 from enum import StrEnum
@@ -170,8 +171,46 @@ class RouterAuth(_Spec):
     """Local runtime only: file listing accepted tokens, one per line."""
 
 
+class RouterRateLimit(_Spec):
+    """Per-client request rate limit at the router: a model behind a public API can
+    be copied by querying it, and a limit is the first line of defence."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "self.trustedProxies.all(p, isIP(p) || isCIDR(p))",
+                "spec.router.rateLimit.trustedProxies: each entry must be an IP address "
+                "or CIDR (e.g. 10.0.0.0/8)",
+            )
+        )
+    )
+
+    requestsPerSecond: float = Field(gt=0, le=1_000_000)
+    """Requests per second each client may send (clients: bearer token, else address)."""
+    burst: int = Field(default=20, ge=1, le=1_000_000)
+    """Requests a client may send at once before the per-second rate applies. Default 20."""
+    trustedProxies: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=32
+    )
+    """Addresses or CIDRs of proxies in front of the router (ingress, load balancer):
+    from them, the client is the right-most X-Forwarded-For entry that is not a
+    trusted proxy. Default: none (X-Forwarded-For ignored)."""
+
+    @field_validator("trustedProxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)"
+                ) from None
+        return value
+
+
 class RouterSettings(_Spec):
-    """How the router splits, pins and authenticates traffic for this model."""
+    """How the router splits, pins, authenticates and limits traffic for this model."""
 
     stickyKey: StickyKey | None = None
     """Pin each user to a version bucket by this key. Default: none (per-request split)."""
@@ -180,6 +219,8 @@ class RouterSettings(_Spec):
     Default x-kanaria-version."""
     auth: RouterAuth | None = None
     """Require a bearer token from clients. Default: none (open)."""
+    rateLimit: RouterRateLimit | None = None
+    """Limit each client's request rate (429 with Retry-After past it). Default: none."""
 
 
 # --------------------------------------------------------------------------- spec: strategy

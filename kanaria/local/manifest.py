@@ -56,6 +56,13 @@ def load(path: str | Path) -> tuple[ModelDeployment, dict[str, Any]]:
         model["referenceProfile"] = _resolve(
             model["referenceProfile"], base, "spec.model.referenceProfile", problems
         )
+    auth = document["spec"].get("router", {}).get("auth")
+    if auth is not None and "tokensFile" in auth:
+        tokens = Path(auth["tokensFile"]).expanduser()
+        tokens = tokens if tokens.is_absolute() else (base / tokens).resolve()
+        if not tokens.is_file():
+            problems.append(f"spec.router.auth.tokensFile: {tokens} is not a file")
+        auth["tokensFile"] = str(tokens)
     if problems:
         raise ManifestError(str(path), problems)
     return ModelDeployment.model_validate(document), document

@@ -64,6 +64,7 @@ from kanaria.rollout import (
     decide,
     plan_measurements,
 )
+from kanaria.router_process import as_flags, router_process_settings
 
 log = logging.getLogger("kanaria.up")
 
@@ -506,28 +507,28 @@ class Runtime:
         )
 
     def _ensure_router(self) -> None:
-        if "router" in self.supervisor.children:
-            return
-        previous = self.state.router.port if self.state.router else None
-        port = self.options.router_port or previous or DEFAULT_ROUTER_PORT
-        if not port_free(port):
-            raise UpError(
-                f"127.0.0.1:{port} is already in use: pass another router port with --port"
-            )
-        argv = [
-            self.options.python,
-            "-m",
-            "kanaria",
-            "route",
-            "--config",
-            str(self.dir.routes_file.resolve()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--reload-interval",
-            "0.2",
-        ]
+        """Start the router, or restart it when ``spec.router``'s process settings changed.
+
+        Weights and mirrors reach a running router through the routes file; auth
+        and rate limits are flags it starts with, so a change restarts it (on the
+        same port; clients retry the moment it takes).
+        """
+        running = self.supervisor.children.get("router")
+        if running is not None:
+            argv = self._router_argv(running.port)
+            if running.argv == argv:
+                return
+            log.info("%s: spec.router changed: restarting the router with it", self.name)
+            self.supervisor.stop("router")
+            port = running.port
+        else:
+            previous = self.state.router.port if self.state.router else None
+            port = self.options.router_port or previous or DEFAULT_ROUTER_PORT
+            if not port_free(port):
+                raise UpError(
+                    f"127.0.0.1:{port} is already in use: pass another router port with --port"
+                )
+            argv = self._router_argv(port)
         child = self.supervisor.start("router", argv, port, _health(port), self._log("router"))
         if not self.supervisor.wait_ready("router", READY_TIMEOUT_S):
             raise UpError(
@@ -537,6 +538,16 @@ class Runtime:
         self.state.router = child.record()
         self.state.routerUrl = f"http://127.0.0.1:{port}"
         log.info("%s: router on %s", self.name, self.state.routerUrl)
+
+    def _router_argv(self, port: int) -> list[str]:
+        router = self.md.spec.router
+        tokens = router.auth.tokensFile if router.auth is not None else None
+        return [
+            *(self.options.python, "-m", "kanaria", "route"),
+            *("--config", str(self.dir.routes_file.resolve())),
+            *("--host", "127.0.0.1", "--port", str(port), "--reload-interval", "0.2"),
+            *as_flags(router_process_settings(router, tokens)),
+        ]
 
     def _router_metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
         child = self.supervisor.children.get("router")

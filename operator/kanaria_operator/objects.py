@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kanaria.api import LiveVersion, ModelDeploymentSpec
 from kanaria.durations import parse_duration
+from kanaria.router_process import as_env, router_process_settings
 from kanaria.routes import CONFIGMAP_KEY, RoutesConfig
 
 GROUP = "kanaria.io"
@@ -140,7 +142,7 @@ CONTAINER_SECURITY: dict[str, Any] = {
 }
 
 
-def _env(values: dict[str, str | None]) -> list[dict[str, Any]]:
+def _env(values: Mapping[str, str | None]) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in values.items() if v is not None]
 
 
@@ -323,12 +325,12 @@ def router_deployment(
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     auth = spec.router.auth
+    # A mounted file, not an env var from secretKeyRef: the kubelet refreshes a
+    # Secret volume in place and the router re-reads the file, so rotating
+    # tokens needs no restart (an env var is fixed when the pod starts).
+    tokens_file = f"{TOKENS_DIR}/{TOKENS_KEY}" if auth is not None and auth.secretName else None
+    env.extend(_env(as_env(router_process_settings(spec.router, tokens_file))))
     if auth is not None and auth.secretName:
-        # A mounted file, not an env var from secretKeyRef: the kubelet refreshes a
-        # Secret volume in place and the router re-reads the file, so rotating
-        # tokens needs no restart (an env var is fixed when the pod starts).
-        env.append({"name": "KANARIA_BEARER_TOKENS_FILE", "value": f"{TOKENS_DIR}/{TOKENS_KEY}"})
-        env.append({"name": "KANARIA_AUTH_HEADER", "value": auth.header})
         mounts.append({"name": "auth-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
         volumes.append(
             {

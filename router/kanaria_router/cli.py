@@ -42,6 +42,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--reload-interval", type=float, help="seconds between routes file checks (default 0.2)"
     )
     parser.add_argument(
+        "--bearer-tokens-file", type=Path, help="file of accepted bearer tokens, one per line"
+    )
+    parser.add_argument("--auth-header", help="header carrying the token (Authorization)")
+    parser.add_argument(
+        "--rate-limit-rps", type=float, help="requests per second per client (0 = off)"
+    )
+    parser.add_argument("--rate-limit-burst", type=float, help="burst per client (20)")
+    parser.add_argument(
+        "--trusted-proxies", help="comma-separated IPs/CIDRs whose X-Forwarded-For is trusted"
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
 
@@ -54,6 +65,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "host": args.host,
         "port": args.port,
         "reload_interval_s": args.reload_interval,
+        "bearer_tokens_file": args.bearer_tokens_file,
+        "auth_header": args.auth_header,
+        "rate_limit_rps": args.rate_limit_rps,
+        "rate_limit_burst": args.rate_limit_burst,
+        "trusted_proxies": args.trusted_proxies,
     }
     return {k: v for k, v in pairs.items() if v is not None}
 

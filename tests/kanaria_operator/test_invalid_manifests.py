@@ -138,12 +138,37 @@ CASES: list[tuple[str, Mutation, list[str]]] = [
         ["spec.strategy.blueGreen.mirrorPercent"],
     ),
     ("name with capitals", _set("metadata.name", "Fraud_Model"), ["metadata.name"]),
+    (
+        "rate limit of zero",
+        _set("spec.router", {"rateLimit": {"requestsPerSecond": 0}}),
+        ["spec.router.rateLimit.requestsPerSecond"],
+    ),
+    (
+        "trusted proxy that is no address",
+        _set(
+            "spec.router",
+            {"rateLimit": {"requestsPerSecond": 5, "trustedProxies": ["10.0.0.0/8", "ingress"]}},
+        ),
+        ["spec.router.rateLimit.trustedProxies"],
+    ),
 ]
 
 
 def test_the_valid_base_is_accepted(installed: ControlPlane, namespace: str) -> None:
     installed.kubectl(
         "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump(VALID)
+    )
+
+
+def test_a_rate_limit_behind_trusted_proxies_is_accepted(
+    installed: ControlPlane, namespace: str
+) -> None:
+    doc = copy.deepcopy(VALID)
+    doc["spec"]["router"] = {
+        "rateLimit": {"requestsPerSecond": 5, "trustedProxies": ["10.0.0.0/8", "fd00::1"]}
+    }
+    installed.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc)
     )
 
 

@@ -175,6 +175,28 @@ def test_router_reads_bearer_tokens_from_the_mounted_secret_file() -> None:
     assert {"name": "KANARIA_AUTH_HEADER", "value": "X-Api-Key"} in keyed_c["env"]
 
 
+def test_router_rate_limit_is_passed_as_settings() -> None:
+    limited = ModelDeploymentSpec.model_validate(
+        {
+            **SPEC.model_dump(exclude_none=True),
+            "router": {
+                "rateLimit": {"requestsPerSecond": 2.5, "trustedProxies": ["10.0.0.0/8", "fd00::1"]}
+            },
+        }
+    )
+    (c,) = objects.router_deployment(OWNER, limited, IMAGES)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["KANARIA_RATE_LIMIT_RPS"] == "2.5"
+    assert env["KANARIA_RATE_LIMIT_BURST"] == "20"  # the spec's default
+    assert env["KANARIA_TRUSTED_PROXIES"] == "10.0.0.0/8,fd00::1"
+    (open_c,) = objects.router_deployment(OWNER, SPEC, IMAGES)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert not any(e["name"].startswith("KANARIA_RATE_LIMIT") for e in open_c["env"])
+
+
 def test_routes_follow_status_weights_mirror_and_readiness() -> None:
     status = ModelDeploymentStatus(
         versions=[live("v1"), live("v2", VersionRole.candidate, 1)],

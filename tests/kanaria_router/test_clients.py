@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
 
 import httpx
 import pytest
+from kanaria_router.cli import _overrides, configure
 from kanaria_router.clients import Network, client_address, parse_networks
+from kanaria_router.settings import RouterSettings
 
+from kanaria.router_process import as_flags
 from tests.kanaria_router.conftest import Backend, RouterFactory, infer_body, routes
 from tests.support import procs
 
@@ -89,3 +93,24 @@ def test_router_refuses_a_bad_trusted_proxies_setting() -> None:
     assert "trusted_proxies" in result.stderr
     assert "'ten' is not an IP address or network" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_router_cli_takes_every_setting_kanaria_up_passes() -> None:
+    """``kanaria up`` starts its router with the flags :func:`as_flags` writes."""
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    flags = as_flags(
+        {
+            "bearer_tokens_file": "/t",
+            "auth_header": "X-Key",
+            "rate_limit_rps": "2.5",
+            "rate_limit_burst": "4",
+            "trusted_proxies": "10.0.0.0/8,fd00::1",
+        }
+    )
+    settings = RouterSettings(**_overrides(parser.parse_args(flags)))
+    assert str(settings.bearer_tokens_file) == "/t"
+    assert settings.auth_header == "X-Key"
+    assert settings.rate_limit_rps == 2.5
+    assert settings.rate_limit_burst == 4
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "fd00::1/128"]
