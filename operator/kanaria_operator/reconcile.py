@@ -78,6 +78,23 @@ TRANSIENT = frozenset({401, 403, 404, 409, 429, 503, 504})
 """API errors that say nothing about the spec (auth, races, overload): retried quietly."""
 
 
+def cluster_auth_problem(spec: ModelDeploymentSpec) -> str | None:
+    """``spec.router.auth`` a cluster cannot honour, which would leave the router open.
+
+    ``auth.tokensFile`` is for ``kanaria up``; in a cluster the tokens come from
+    ``auth.secretName``. Asked for authentication and given no Secret, the operator
+    refuses to act rather than serve the model to anyone.
+    """
+    auth = spec.router.auth
+    if auth is None or auth.secretName:
+        return None
+    return (
+        "spec.router.auth: set secretName (a Secret whose 'tokens' key lists accepted "
+        "tokens, one per line); tokensFile only applies to kanaria up, and without a "
+        "Secret the router would accept requests without a token"
+    )
+
+
 def parse_command(value: str | None) -> Command | str | None:
     """The ``kanaria.io/command`` annotation as a Command, or an error message."""
     if not value:
@@ -198,6 +215,10 @@ class Reconciler:
             spec = ModelDeploymentSpec.model_validate(obj.get("spec") or {})
         except ValidationError as exc:
             self._invalid(obj, raw_status, "SpecRejected", "; ".join(problems_of(exc)), now)
+            return self.resync_interval_s
+        open_router = cluster_auth_problem(spec)
+        if open_router is not None:
+            self._invalid(obj, raw_status, "AuthWithoutSecret", open_router, now)
             return self.resync_interval_s
         try:
             status: ModelDeploymentStatus | None = ModelDeploymentStatus.model_validate(raw_status)

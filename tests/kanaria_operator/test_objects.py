@@ -8,7 +8,12 @@ import pytest
 import yaml
 from kanaria_operator import objects
 from kanaria_operator.kubeio import merge_patch
-from kanaria_operator.reconcile import parse_command, set_condition, version_observation
+from kanaria_operator.reconcile import (
+    cluster_auth_problem,
+    parse_command,
+    set_condition,
+    version_observation,
+)
 from kanaria_operator.routing import build_routes
 from kanaria_operator.settings import OperatorSettings
 
@@ -305,3 +310,17 @@ def test_status_merge_patch_removes_dropped_keys_at_every_depth() -> None:
     new = {"weights": {"v2": 100}, "phase": "Healthy"}
     patch = merge_patch(old, new)
     assert patch == {"weights": {"v1": None, "v2": 100}, "mirror": None, "phase": "Healthy"}
+
+
+def test_auth_without_a_secret_is_a_cluster_problem() -> None:
+    def spec(router: dict[str, object]) -> ModelDeploymentSpec:
+        return ModelDeploymentSpec.model_validate(
+            {**SPEC.model_dump(exclude_none=True), "router": router}
+        )
+
+    assert cluster_auth_problem(SPEC) is None
+    assert cluster_auth_problem(spec({"auth": {"secretName": "tokens"}})) is None
+    problem = cluster_auth_problem(spec({"auth": {"tokensFile": "t.txt"}}))
+    assert problem is not None
+    assert "spec.router.auth: set secretName" in problem
+    assert cluster_auth_problem(spec({"auth": {"header": "X-Api-Key"}})) is not None

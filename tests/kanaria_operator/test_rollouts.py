@@ -342,6 +342,9 @@ def test_problems_only_the_operator_sees_become_conditions_and_events(
     bad_quantity = copy.deepcopy(md("bad-quantity", MANUAL))
     bad_quantity["spec"]["resources"] = {"requests": {"cpu": "lots"}}
     installed.apply(bad_quantity, namespace=namespace)
+    open_router = md("open-router", MANUAL)
+    open_router["spec"]["router"] = {"auth": {"tokensFile": "tokens.txt"}}
+    installed.apply(open_router, namespace=namespace)
 
     def invalid(reason: str) -> Any:
         return lambda s: any(
@@ -357,6 +360,16 @@ def test_problems_only_the_operator_sees_become_conditions_and_events(
     assert "quantities" in message
     assert "ObjectRejected" in reasons(installed, namespace, "bad-quantity")
     assert "ModelUnreachable" in reasons(installed, namespace, "unreachable")
+    st = wait_status(installed, namespace, "open-router", invalid("AuthWithoutSecret"), "auth")
+    assert (
+        "set secretName"
+        in next(c for c in st["conditions"] if c["type"] == "InvalidSpec")["message"]
+    )
+    # refused before acting: no router (or anything else) was created for it
+    assert not installed.kubectl(
+        "get", "deployments", "-n", namespace, "-l", "kanaria.io/model-deployment=open-router",
+        "-o", "name",
+    ).stdout.strip()  # fmt: skip
 
     installed.kubectl(
         "annotate", "modeldeployment", "unreachable", "-n", namespace,

@@ -6,7 +6,7 @@ the embedded metric source end to end.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,6 @@ from tests.support.procs import wait_until
 pytestmark = pytest.mark.slow
 
 STEPS = canary({"setWeight": 30}, {"pause": {}}, {"setWeight": 60})
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    runtime = Up(tmp_path, "off")
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
 
 
 def _paused_at_30(version: str) -> Callable[[dict[str, Any]], bool]:

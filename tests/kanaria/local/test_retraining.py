@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,15 +46,6 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    runtime = Up(tmp_path, "off")
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
 
 
 def test_drift_on_the_stable_version_calls_the_webhook(up: Up) -> None:

@@ -7,8 +7,6 @@ as flags and restarts its router when an applied spec changes them.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,15 +20,6 @@ pytestmark = pytest.mark.slow
 BODY = {
     "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, WIDTH], "data": [0.5] * WIDTH}]
 }
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    runtime = Up(tmp_path, "off")
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
 
 
 def _codes(up: Up, n: int, **headers: str) -> list[int]:
