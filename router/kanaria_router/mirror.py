@@ -13,7 +13,8 @@ this core or any other.
 What the router still does per copy is small: encode one frame (a few
 microseconds) and write the frames of a loop pass in one call. It counts copies
 as outstanding from hand-off until the worker reports them; at
-``queue_size + concurrency`` outstanding, further copies are dropped and counted,
+``queue_size + concurrency`` outstanding, or ``max_bytes`` of their bodies
+(large tensors), further copies are dropped and counted,
 so a slow, dead or starved shadow costs neither memory nor client latency.
 Nothing here can raise into the client's request.
 """
@@ -32,7 +33,7 @@ from prometheus_client import Counter
 
 from kanaria.routes import Comparison
 from kanaria_router.metrics import RouterMetrics
-from kanaria_router.mirror_wire import READY, Copy, encode_copy, parse_report
+from kanaria_router.mirror_wire import READY, Copy, copy_size, encode_copy, parse_report
 
 log = logging.getLogger("kanaria.router.mirror")
 
@@ -71,6 +72,7 @@ class Mirrorer:
         timeout_s: float,
         disagreement_logs_per_minute: int,
         priority: str = "idle",
+        max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.metrics = metrics
         self.capacity = queue_size + concurrency
@@ -84,6 +86,9 @@ class Mirrorer:
         self.outstanding: Tally[tuple[str, str]] = Tally()
         """Copies handed over and not yet reported, per (model, shadow)."""
         self.total_outstanding = 0
+        self.max_bytes = max_bytes
+        """Request plus primary answer bytes outstanding at most (one copy always fits)."""
+        self.outstanding_bytes = 0
         self._outcomes: dict[tuple[str, str, str], Counter] = {}
         self._results: dict[tuple[str, str, str, str], Counter] = {}
         self._stdin: asyncio.StreamWriter | None = None
@@ -109,11 +114,18 @@ class Mirrorer:
 
     def full(self) -> bool:
         """Whether the next copy would be dropped: lets the caller skip building it."""
-        return self._stdin is None or self.total_outstanding >= self.capacity
+        return (
+            self._stdin is None
+            or self.total_outstanding >= self.capacity
+            or self.outstanding_bytes >= self.max_bytes
+        )
 
     def offer(self, job: MirrorJob) -> None:
         """Hand a copy to the worker, or drop and count it (never blocks)."""
-        if self.full():
+        size = copy_size(job.body, job.primary_body)
+        if self.full() or (
+            self.total_outstanding and self.outstanding_bytes + size > self.max_bytes
+        ):
             self.count(job.model, job.shadow, "dropped")
             return
         frame = encode_copy(
@@ -134,6 +146,7 @@ class Mirrorer:
         )
         self.outstanding[job.model, job.shadow] += 1
         self.total_outstanding += 1
+        self.outstanding_bytes += size
         if not self._frames:
             asyncio.get_running_loop().call_soon(self._flush)
         self._frames.append(frame)
@@ -247,6 +260,7 @@ class Mirrorer:
             self.count(model, shadow, outcome, n)
             self.outstanding[model, shadow] -= n
             self.total_outstanding -= n
+        self.outstanding_bytes -= tally.size
         for key, n in tally.comparisons.items():
             child = self._results.get(key)
             if child is None:
@@ -260,6 +274,7 @@ class Mirrorer:
                 self.count(model, shadow, "dropped", n)
         self.outstanding = Tally()
         self.total_outstanding = 0
+        self.outstanding_bytes = 0
 
 
 def _resolve(future: asyncio.Future[None] | None) -> None:

@@ -56,6 +56,11 @@ class Copy:
     """Share (0-100) of disagreements written to the log, before the rate limit."""
 
 
+def copy_size(body: bytes, primary_body: bytes) -> int:
+    """What a copy weighs against the router's byte bound: its two bodies."""
+    return len(body) + len(primary_body)
+
+
 def encode_copy(copy: Copy) -> bytes:
     """One frame for the pipe."""
     meta = orjson.dumps(
@@ -116,6 +121,8 @@ class Tally:
 
     outcomes: Counter[tuple[str, str, str]]
     comparisons: Counter[tuple[str, str, str, str]]
+    size: int = 0
+    """Bytes of the finished copies (their :func:`copy_size`): the router bounds bytes too."""
 
     @classmethod
     def empty(cls) -> Tally:
@@ -124,9 +131,10 @@ class Tally:
     def __bool__(self) -> bool:
         return bool(self.outcomes) or bool(self.comparisons)
 
-    def outcome(self, model: str, shadow: str, outcome: str) -> None:
-        """One copy finished: ``sent`` (the shadow answered) or ``failed``."""
+    def outcome(self, model: str, shadow: str, outcome: str, size: int = 0) -> None:
+        """One copy of ``size`` bytes finished: ``sent`` (the shadow answered) or ``failed``."""
         self.outcomes[model, shadow, outcome] += 1
+        self.size += size
 
     def comparison(self, model: str, shadow: str, baseline: str, agree: bool) -> None:
         self.comparisons[model, shadow, baseline, "agree" if agree else "disagree"] += 1
@@ -138,6 +146,7 @@ class Tally:
                 {
                     "outcomes": [[*k, n] for k, n in self.outcomes.items()],
                     "comparisons": [[*k, n] for k, n in self.comparisons.items()],
+                    "size": self.size,
                 }
             )
             + b"\n"
@@ -149,6 +158,9 @@ def parse_report(line: bytes) -> Tally:
     try:
         doc: Any = orjson.loads(line)
         tally = Tally.empty()
+        tally.size = int(doc["size"])
+        if tally.size < 0:
+            raise ValueError(f"negative size {tally.size}")
         for model, shadow, outcome, n in doc["outcomes"]:
             if outcome not in ("sent", "failed") or int(n) < 1:
                 raise ValueError(f"bad outcome {outcome!r} x{n}")

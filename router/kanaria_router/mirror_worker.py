@@ -37,7 +37,15 @@ import aiohttp
 import orjson
 
 from kanaria_router.compare import compare_responses
-from kanaria_router.mirror_wire import HEADER, READY, Copy, Tally, decode_copy, frame_lengths
+from kanaria_router.mirror_wire import (
+    HEADER,
+    READY,
+    Copy,
+    Tally,
+    copy_size,
+    decode_copy,
+    frame_lengths,
+)
 from kanaria_router.ratelimit import RateLimiter
 
 log = logging.getLogger("kanaria.router.mirror")
@@ -128,7 +136,7 @@ class Worker:
                 log.exception(
                     "mirror copy of %s to %s/%s failed", copy.request_id, copy.model, copy.shadow
                 )
-                self.tally.outcome(copy.model, copy.shadow, "failed")
+                self.tally.outcome(copy.model, copy.shadow, "failed", _size(copy))
             self._finished()
 
     async def _send(self, copy: Copy) -> None:
@@ -140,13 +148,13 @@ class Worker:
                 status = resp.status
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self.tally.outcome(copy.model, copy.shadow, "failed")
+            self.tally.outcome(copy.model, copy.shadow, "failed", _size(copy))
             log.debug("shadow %s/%s: %s", copy.model, copy.shadow, exc or type(exc).__name__)
             return
         if status >= 400:
-            self.tally.outcome(copy.model, copy.shadow, "failed")
+            self.tally.outcome(copy.model, copy.shadow, "failed", _size(copy))
             return
-        self.tally.outcome(copy.model, copy.shadow, "sent")
+        self.tally.outcome(copy.model, copy.shadow, "sent", _size(copy))
         if copy.primary_status < 400:  # else nothing to compare against
             self._compare(copy, body)
 
@@ -172,6 +180,10 @@ class Worker:
             copy.request_id,
             verdict.reason,
         )
+
+
+def _size(copy: Copy) -> int:
+    return copy_size(copy.body, copy.primary_body)
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -113,6 +113,7 @@ class Router:
             settings.mirror_timeout_s,
             settings.disagreement_logs_per_minute,
             settings.mirror_priority,
+            settings.mirror_queue_bytes,
         )
 
     # --- tokens -----------------------------------------------------------

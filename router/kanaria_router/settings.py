@@ -69,6 +69,9 @@ class RouterSettings(BaseSettings):
     trusted hops); empty: the header is ignored. Env: KANARIA_TRUSTED_PROXIES."""
     mirror_queue_size: int = Field(default=1000, ge=1)
     """Mirror copies waiting to be sent, at most; copies beyond are dropped and counted."""
+    mirror_queue_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Bytes (request plus primary answer) of the copies waiting or in flight, at most:
+    with large tensors this bound, not the count, keeps the router's memory in check."""
     mirror_concurrency: int = Field(default=16, ge=1)
     """Mirror copies in flight to shadows at once."""
     mirror_priority: Literal["idle", "low", "normal"] = "idle"

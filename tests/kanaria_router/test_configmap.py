@@ -147,6 +147,20 @@ def test_router_needs_only_get_list_watch_on_its_one_configmap(
     kubeconfig = tmp_path / "router-kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(admin))
     put(core, namespace, routes({"fraud": {"versions": {"v1": (shared_backends["v1"], 100)}}}))
+    # RBAC reaches the authorizer's cache a moment after the RoleBinding is written;
+    # a router started before would log a 403 (and retry) that is no fault of its own
+    subject = f"system:serviceaccount:{namespace}:{account}"
+
+    def allowed() -> bool:
+        return all(
+            control_plane.kubectl(
+                "auth", "can-i", verb, f"configmap/{NAME}", "-n", namespace, "--as", subject,
+                check=False,
+            ).returncode == 0
+            for verb in ("get", "list", "watch")
+        )  # fmt: skip
+
+    procs.wait_until(allowed, 30, "the router's Role to take effect", 0.2)
 
     port = procs.free_port()
     args = procs.kanaria(

@@ -178,3 +178,41 @@ def test_feedback_goes_to_the_version_that_served_each_id(
         got = [item["id"] for item in b.stats()["feedback"]]
         expected = served[version] + (["req-0"] if "req-0" in served[version] else [])
         assert sorted(got) == sorted(expected)
+
+
+def test_a_mirror_added_by_a_reload_starts_the_worker(
+    router: RouterFactory, shared_backends: dict[str, Backend]
+) -> None:
+    """A router started without a mirror runs no mirror worker; a reload that adds
+    one starts it, and copies flow (those offered while it starts are dropped)."""
+    b = shared_backends
+    versions = {"v1": (b["v1"], 100), "v2": (b["v2"], 0)}
+    r = router(routes({"fraud": {"versions": versions}}))
+    with httpx.Client(base_url=r.url, timeout=10) as c:
+        assert infer(c).status_code == 200
+        assert r.metric(MIRROR, model="fraud") == 0
+        assert b"mirror_worker" not in _children_cmdlines(r.proc.pid)
+        mirror = {"version": "v2", "percent": 100}
+        r.write(routes({"fraud": {"versions": versions, "mirror": mirror}}))
+        procs.wait_until(
+            lambda: r.metric("kanaria_router_config_reloads_total", result="applied") == 2,
+            10,
+            "the reload",
+        )
+
+        def copies_flow() -> bool:
+            assert infer(c).status_code == 200
+            return r.metric(MIRROR, model="fraud", version="v2", outcome="sent") > 0
+
+        procs.wait_until(copies_flow, 30, "copies once the worker is up", 0.1)
+    assert b"mirror_worker" in _children_cmdlines(r.proc.pid)
+
+
+def _children_cmdlines(pid: int) -> bytes:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+        children = fh.read().split()
+    cmdlines = b""
+    for child in children:
+        with open(f"/proc/{child}/cmdline", "rb") as fh:
+            cmdlines += fh.read() + b"\n"
+    return cmdlines

@@ -103,6 +103,35 @@ def test_the_worker_reports_every_copy_and_the_bound_holds() -> None:
     asyncio.run(scenario())
 
 
+def test_large_copies_are_bounded_by_bytes_too() -> None:
+    async def scenario() -> None:
+        metrics = RouterMetrics()
+        mirror = Mirrorer(metrics, 100, 1, 1.0, 0, priority="normal", max_bytes=100)
+        await mirror.start()
+        try:
+            url = f"http://127.0.0.1:{procs.free_port()}/infer"
+
+            def big(i: int, size: int) -> MirrorJob:
+                job = _job(str(i), url)
+                return MirrorJob(**{**job.__dict__, "body": b"x" * size})
+
+            mirror.offer(big(0, 500))  # larger than the bound, but nothing is outstanding
+            mirror.offer(big(1, 10))  # would pass the bound: dropped
+            assert mirror.total_outstanding == 1
+            assert mirror.full()
+            assert _mirror_count(metrics, "dropped") == 1
+            await _until(lambda: _mirror_count(metrics, "failed") == 1, "the copy reported")
+            assert mirror.outstanding_bytes == 0  # its size came back with the report
+            for i in range(2, 6):
+                mirror.offer(big(i, 40))  # 42 bytes each (primary body b"{}"): two fit
+            assert mirror.total_outstanding == 2
+            assert _mirror_count(metrics, "dropped") == 3
+        finally:
+            await mirror.stop()
+
+    asyncio.run(scenario())
+
+
 def test_a_killed_worker_loses_only_its_copies_counted_and_is_replaced() -> None:
     async def scenario() -> None:
         metrics = RouterMetrics()
@@ -200,9 +229,9 @@ def test_corrupt_frames_are_refused_with_a_reason() -> None:
 def test_a_report_round_trips_and_a_bad_one_is_refused() -> None:
     tally = Tally.empty()
     assert not tally
-    tally.outcome("m", "s", "sent")
-    tally.outcome("m", "s", "sent")
-    tally.outcome("m", "s", "failed")
+    tally.outcome("m", "s", "sent", 10)
+    tally.outcome("m", "s", "sent", 20)
+    tally.outcome("m", "s", "failed", 5)
     tally.comparison("m", "s", "v1", agree=True)
     tally.comparison("m", "s", "v1", agree=False)
     assert tally
@@ -210,11 +239,14 @@ def test_a_report_round_trips_and_a_bad_one_is_refused() -> None:
     assert line.endswith(b"\n")
     assert line.count(b"\n") == 1
     assert parse_report(line) == tally
+    assert parse_report(line).size == 35
     for bad in (
         b"{}",
-        b'{"outcomes": [["m", "s", "exploded", 1]], "comparisons": []}',
-        b'{"outcomes": [["m", "s", "sent", 0]], "comparisons": []}',
-        b'{"outcomes": [], "comparisons": [["m", "s", "v1", "maybe", 1]]}',
+        b'{"outcomes": [["m", "s", "exploded", 1]], "comparisons": [], "size": 0}',
+        b'{"outcomes": [["m", "s", "sent", 0]], "comparisons": [], "size": 0}',
+        b'{"outcomes": [], "comparisons": [["m", "s", "v1", "maybe", 1]], "size": 0}',
+        b'{"outcomes": [], "comparisons": [], "size": -1}',
+        b'{"outcomes": [], "comparisons": []}',
         b"garbage",
     ):
         with pytest.raises(ValueError, match="corrupt mirror report"):
