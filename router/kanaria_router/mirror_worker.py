@@ -62,10 +62,16 @@ PRIORITIES = ("idle", "low", "normal")
 
 
 def lower_priority(priority: str) -> None:
-    """Apply ``--priority`` to this process (lowering needs no privilege)."""
+    """Apply ``--priority`` to this process (lowering needs no privilege on Linux;
+    where it is refused anyway, copies still run, at the next lower priority)."""
     if priority == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif priority == "low":
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except (AttributeError, OSError) as exc:  # not Linux, or a seccomp profile
+            log.warning("mirror worker: SCHED_IDLE refused (%s); using nice 19", exc)
+            priority = "low"
+    if priority == "low":
         os.nice(19)
 
 

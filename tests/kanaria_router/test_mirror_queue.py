@@ -251,3 +251,27 @@ def test_a_report_round_trips_and_a_bad_one_is_refused() -> None:
     ):
         with pytest.raises(ValueError, match="corrupt mirror report"):
             parse_report(bad)
+
+
+def test_a_refused_idle_priority_falls_back_to_nice(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A seccomp profile may refuse SCHED_IDLE: the worker runs at nice 19 instead."""
+    from kanaria_router import mirror_worker
+
+    def refuse(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    niced: list[int] = []
+
+    def nice(n: int) -> int:
+        niced.append(n)
+        return n
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(os, "nice", nice)
+    mirror_worker.lower_priority("idle")
+    assert niced == [19]
+    assert "SCHED_IDLE refused" in caplog.text
+    mirror_worker.lower_priority("normal")
+    assert niced == [19]  # normal changes nothing
