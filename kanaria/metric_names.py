@@ -34,6 +34,12 @@ primary's; ``version`` is the shadow, ``baseline`` the version that answered the
 client, result is agree|disagree."""
 ROUTER_CONFIG_RELOADS = "kanaria_router_config_reloads_total"
 """Counter {result}: route reloads, result is applied|rejected."""
+ROUTER_MIRROR_WORKER_CPU = "kanaria_router_mirror_worker_cpu_seconds_total"
+"""Counter: CPU time (user + system) of the router's mirror worker process, which
+the router's own ``process_cpu_seconds_total`` does not include; starts again at
+0 when a new worker is started. Absent while no worker runs."""
+ROUTER_MIRROR_WORKER_MEMORY = "kanaria_router_mirror_worker_resident_memory_bytes"
+"""Gauge: resident memory of the mirror worker process. Absent while no worker runs."""
 
 # --- Model server
 SERVER_REQUESTS = "kanaria_server_requests_total"

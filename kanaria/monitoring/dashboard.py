@@ -406,12 +406,18 @@ def _rows() -> tuple[RowSpec, ...]:
             (
                 PanelSpec(
                     "CPU by process",
-                    "CPU cores used by each Kanaria process.",
+                    "CPU cores used by each Kanaria process (a router's mirror worker, which "
+                    "sends shadow copies at idle priority, is its own series).",
                     (
                         Query(
                             f"sum by ({COMPONENT_LABEL}, namespace, instance) "
                             f'(rate(process_cpu_seconds_total{{{COMPONENT_LABEL}!=""}}[{RI}]))',
                             "{{" + COMPONENT_LABEL + "}} {{instance}}",
+                        ),
+                        Query(
+                            f"sum by (namespace, instance) "
+                            f"(rate({m.ROUTER_MIRROR_WORKER_CPU}[{RI}]))",
+                            "router mirror worker {{instance}}",
                         ),
                     ),
                     unit="cores",
@@ -424,6 +430,10 @@ def _rows() -> tuple[RowSpec, ...]:
                             f"max by ({COMPONENT_LABEL}, namespace, instance) "
                             f'(process_resident_memory_bytes{{{COMPONENT_LABEL}!=""}})',
                             "{{" + COMPONENT_LABEL + "}} {{instance}}",
+                        ),
+                        Query(
+                            f"max by (namespace, instance) ({m.ROUTER_MIRROR_WORKER_MEMORY})",
+                            "router mirror worker {{instance}}",
                         ),
                     ),
                     unit="bytes",

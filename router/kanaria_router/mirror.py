@@ -24,13 +24,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections import Counter as Tally
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from multidict import CIMultiDict
 from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from kanaria import metric_names as mn
 from kanaria.routes import Comparison
 from kanaria_router.metrics import RouterMetrics
 from kanaria_router.mirror_wire import READY, Copy, copy_size, encode_copy, parse_report
@@ -94,6 +100,9 @@ class Mirrorer:
         self._stdin: asyncio.StreamWriter | None = None
         self._frames: list[bytes] = []
         self._supervisor: asyncio.Task[None] | None = None
+        self.pid: int | None = None
+        """The running worker's PID (its CPU and memory are exported from /proc)."""
+        metrics.registry.register(WorkerCollector(self))
         self._first_attempt: asyncio.Future[None] | None = None
         """Resolved once the first worker is ready or failed to start."""
         self._stopping = False
@@ -233,6 +242,7 @@ class Mirrorer:
                 log.error("mirror worker did not start (said %r): copies are dropped", first)
             else:
                 self._stdin = proc.stdin
+                self.pid = proc.pid
                 log.info("mirror worker %d started", proc.pid)
                 _resolve(ready)
                 while line := await proc.stdout.readline():
@@ -240,6 +250,7 @@ class Mirrorer:
         finally:
             _resolve(ready)
             self._stdin = None
+            self.pid = None
             self._frames = []
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -275,6 +286,42 @@ class Mirrorer:
         self.outstanding = Tally()
         self.total_outstanding = 0
         self.outstanding_bytes = 0
+
+
+class WorkerCollector(Collector):
+    """The mirror worker's CPU and memory, read from /proc at scrape time: the
+    router's process metrics cover only the router, and the dashboard's CPU panels
+    should not lose the work that moved to the worker."""
+
+    def __init__(self, mirror: Mirrorer) -> None:
+        self.mirror = mirror
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = CounterMetricFamily(
+            mn.ROUTER_MIRROR_WORKER_CPU.removesuffix("_total"),
+            "CPU time (user + system) of the router's mirror worker process, seconds.",
+        )
+        memory = GaugeMetricFamily(
+            mn.ROUTER_MIRROR_WORKER_MEMORY, "Resident memory of the mirror worker, bytes."
+        )
+        usage = _proc_usage(self.mirror.pid) if self.mirror.pid is not None else None
+        if usage is not None:
+            cpu.add_metric([], usage[0])
+            memory.add_metric([], usage[1])
+        yield cpu
+        yield memory
+
+
+def _proc_usage(pid: int) -> tuple[float, float] | None:
+    """(CPU seconds, resident bytes) of ``pid`` from /proc; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    rss_pages = int(fields[21])
+    return ticks / os.sysconf("SC_CLK_TCK"), float(rss_pages * os.sysconf("SC_PAGE_SIZE"))
 
 
 def _resolve(future: asyncio.Future[None] | None) -> None:

@@ -84,6 +84,11 @@ def test_the_worker_reports_every_copy_and_the_bound_holds() -> None:
             assert mirror.running
             # by default copies only get CPU time nothing else wants
             assert os.sched_getscheduler(_worker_pid(os.getpid())) == os.SCHED_IDLE
+            # the worker's CPU and memory are exported with the router's metrics
+            exposed = _worker_samples(metrics)
+            assert set(exposed) == {mn.ROUTER_MIRROR_WORKER_CPU, mn.ROUTER_MIRROR_WORKER_MEMORY}
+            assert exposed[mn.ROUTER_MIRROR_WORKER_CPU] >= 0
+            assert exposed[mn.ROUTER_MIRROR_WORKER_MEMORY] > 1_000_000  # an interpreter
             assert not mirror.full()
             # one loop pass: nothing is flushed or reported before the 5 offers
             for i in range(5):
@@ -99,6 +104,7 @@ def test_the_worker_reports_every_copy_and_the_bound_holds() -> None:
         finally:
             await mirror.stop()
         assert not mirror.running
+        assert _worker_samples(metrics) == {}  # no worker, no series
 
     asyncio.run(scenario())
 
@@ -158,6 +164,15 @@ def test_a_killed_worker_loses_only_its_copies_counted_and_is_replaced() -> None
             await mirror.stop()
 
     asyncio.run(scenario())
+
+
+def _worker_samples(metrics: RouterMetrics) -> dict[str, float]:
+    return {
+        sample.name: sample.value
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name.startswith("kanaria_router_mirror_worker_")
+    }
 
 
 def _worker_pid(parent: int) -> int:
