@@ -28,6 +28,14 @@ log = logging.getLogger("kanaria.router")
 
 ROUTER_KEY = web.AppKey("router", Router)
 
+SERVER = "kanaria-router"
+"""``Server`` header of every answer: aiohttp's default names Python's and its own
+versions, which tells an attacker which advisories to try."""
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER
+
 
 def create_app(settings: RouterSettings) -> web.Application:
     """Build the application; with a routes file, its first version must be valid.
@@ -103,6 +111,7 @@ def create_app(settings: RouterSettings) -> web.Application:
                 await task
         await router.stop()
 
+    app.on_response_prepare.append(_server_header)
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)

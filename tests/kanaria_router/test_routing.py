@@ -137,6 +137,10 @@ def test_non_model_paths_are_answered_by_the_router(
         assert other.status_code == 404
         assert "no route" in other.json()["error"]
         assert "kanaria_router_config_reloads_total" in c.get("/metrics").text
+        # no answer names the Python or aiohttp version, the backend's answers included
+        answers = [c.get("/v2/health/live"), other, c.get("/v2/models/fraud"), c.get("/metrics")]
+        answers.append(c.post("/v2/models/fraud/infer", json=infer_body()))
+        assert {a.headers.get("server") for a in answers} == {"kanaria-router"}
 
 
 def test_hop_by_hop_headers_are_not_forwarded(
