@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.rollout.gates import applicable_gates
 
 BAR_WIDTH = 24
 
@@ -116,6 +117,14 @@ def render(
         lines.append("  (no versions running yet)")
     lines.append("")
     lines.append(f"  progress  {bar(fraction)} {fraction * 100:3.0f}%  {label}")
+    active = status.candidate is not None and status.phase in ("Progressing", "Paused", "Promoting")
+    if active and status.stage is not None and spec.analysis.metrics:
+        judged = [g.name for g in applicable_gates(spec, status.stage)]
+        idle = [g.name for g in spec.analysis.metrics if g.name not in judged]
+        lines.append(
+            f"  gates in {status.stage}: {', '.join(judged) or 'none'}"
+            + (f"  (not in this stage: {', '.join(idle)})" if idle else "")
+        )
     if status.pauseReason and status.phase == "Paused":
         lines.append(f"  paused: {status.pauseReason} {_age(status.pausedAt, now)}".rstrip())
     latest: dict[tuple[str, str], Any] = {}
@@ -123,11 +132,6 @@ def render(
         latest[(m.metric, m.version)] = m
     if latest:
         lines.append("")
-        active = status.candidate is not None and status.phase in (
-            "Progressing",
-            "Paused",
-            "Promoting",
-        )
         lines.append("  latest measurements" + ("" if active else " (of the last rollout)"))
         for (metric, version), m in sorted(latest.items()):
             gate = gates.get(metric, {})

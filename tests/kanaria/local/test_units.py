@@ -280,6 +280,20 @@ def test_view_shows_weights_step_and_why() -> None:
     assert "value 0.97 < min 0.99" in text
 
 
+def test_view_names_the_gates_of_the_current_stage() -> None:
+    metrics = [
+        {"name": "agreement", "builtin": "shadowAgreement", "min": 0.98},
+        {"name": "success-rate", "builtin": "successRate", "min": 0.99},
+    ]
+    doc = _spec().model_dump(mode="json", exclude_none=True)
+    doc["analysis"]["metrics"] = metrics
+    spec = ModelDeploymentSpec.model_validate(doc)
+    text = view.render("m", spec, _status(), now=NOW)
+    assert "gates in Steps: success-rate  (not in this stage: agreement)" in text
+    settled = _status().model_copy(update={"phase": "Healthy", "candidate": None})
+    assert "gates in" not in view.render("m", spec, settled, now=NOW)
+
+
 def test_report_draws_a_png(tmp_path: Path) -> None:
     history = [
         HistoryPoint(t=0.0, phase="Healthy", stable="v1", weights={"v1": 100}),
