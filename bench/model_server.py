@@ -19,65 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 
+from bench.harness import Result, free_port, process, run_wrk
 from kanaria.modelgen import mlp_classifier
 
-HERE = Path(__file__).resolve().parent
 MODELS = {"small": (64, 256, 256, 10), "large": (512, 2048, 2048, 2048, 2048, 10)}
-
-
-@dataclass
-class Result:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server at {url} not ready after {timeout}s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def in_process(model: Path, batch: int, seconds: float) -> float:
@@ -99,26 +53,6 @@ def in_process(model: Path, batch: int, seconds: float) -> float:
     return runs * batch / (time.perf_counter() - start)
 
 
-def run_wrk(url: str, body_file: Path, connections: int, seconds: float, cpu: str | None) -> Result:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise RuntimeError("wrk not found (Debian package wrk; make system-deps installs it)")
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-    cmd += ["-s", str(HERE / "wrk_post.lua"), url]
-    if cpu is not None and shutil.which("taskset"):
-        cmd = ["taskset", "-c", cpu, *cmd]
-    env = {**os.environ, "KANARIA_BENCH_BODY": str(body_file)}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    match = re.search(
-        r"KANARIA_RESULT requests=(\d+) duration_us=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+)",
-        out.stdout,
-    )
-    if match is None:
-        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
-    requests, duration, errors, p50, p99 = (int(g) for g in match.groups())
-    return Result(requests / (duration / 1e6), p50 / 1000, p99 / 1000, errors)
-
-
 def _server_cmd(kind: str, model: Path, port: int, extra: list[str]) -> list[str]:
     if kind == "plain":
         return [
@@ -133,18 +67,14 @@ def _server_cmd(kind: str, model: Path, port: int, extra: list[str]) -> list[str
 @contextmanager
 def serving(kind: str, model: Path, extra: list[str]) -> Iterator[str]:
     """Start a server (plain or kanaria) for ``model``; yields its infer URL."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        _server_cmd(kind, model, port, extra),
-        cwd=HERE.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-        yield f"http://127.0.0.1:{port}/v2/models/bench/infer"
-    finally:
-        _stop(proc)
+    port = free_port()
+    log = model.with_name(f"{kind}-{port}.log")
+    with process(_server_cmd(kind, model, port, extra), _url(port, "health/ready"), log):
+        yield _url(port, "models/bench/infer")
+
+
+def _url(port: int, path: str) -> str:
+    return f"http://127.0.0.1:{port}/v2/{path}"
 
 
 def median_run(runs: list[Result]) -> Result:

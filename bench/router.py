@@ -31,128 +31,24 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-HERE = Path(__file__).resolve().parent
-LUA = HERE / "wrk_post.lua"
+from bench.harness import Result, free_port, pinned, process, run_wrk
+
 STUB_ANSWER = (
     '{"model_name":"bench","model_version":"v1","id":"1","outputs":[{"name":"probabilities",'
     '"datatype":"FP32","shape":[1,3],"data":[0.1,0.7,0.2]}]}'
 )
 SMALL = (64, 256, 256, 10)
-
-
-@dataclass
-class Result:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    requests: int
-    cpu_us: float | None = None
-    """Proxy CPU time per request, microseconds (user + system, from /proc/PID/stat)."""
-    copies: dict[str, float] | None = None
-    """Kanaria with mirroring: shadow copies per second by outcome (sent, dropped, failed)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def pinned(cpu: str | None, cmd: Sequence[str]) -> list[str]:
-    if cpu is None or shutil.which("taskset") is None:
-        return list(cmd)
-    return ["taskset", "-c", cpu, *cmd]
-
-
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
-@contextmanager
-def process(
-    cmd: Sequence[str], ready_url: str, log: Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``cmd`` until the block ends (stopped by PID: SIGTERM, then SIGKILL)."""
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            list(cmd), stdout=fh, stderr=subprocess.STDOUT, cwd=HERE.parent,
-            env={**os.environ, **(env or {})},
-        )  # fmt: skip
-    try:
-        wait_ready(ready_url, proc)
-        yield proc
-    except RuntimeError as exc:
-        raise RuntimeError(f"{exc}\n{log.read_text(errors='replace')[-2000:]}") from exc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-
-def run_wrk(
-    url: str, body: Path, connections: int, seconds: float, cpu: str | None, pid: int | None = None
-) -> Result:
-    """One wrk run; with ``pid``, also that process's CPU time per request."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise RuntimeError("wrk not found (Debian package wrk; make system-deps installs it)")
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-    before = cpu_ticks(pid) if pid else 0
-    out = subprocess.run(
-        pinned(cpu, [*cmd, "-s", str(LUA), url]),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KANARIA_BENCH_BODY": str(body)},
-        check=False,
-    )
-    after = cpu_ticks(pid) if pid else 0
-    match = re.search(
-        r"KANARIA_RESULT requests=(\d+) duration_us=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+)",
-        out.stdout,
-    )
-    if match is None:
-        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
-    requests, duration, errors, p50, p99 = (int(g) for g in match.groups())
-    cpu_us = None
-    if pid and requests:
-        cpu_us = (after - before) / os.sysconf("SC_CLK_TCK") / requests * 1e6
-    return Result(requests / (duration / 1e6), p50 / 1000, p99 / 1000, errors, requests, cpu_us)
 
 
 def mirror_counts(metrics_url: str | None) -> dict[str, float]:

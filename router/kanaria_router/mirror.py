@@ -22,11 +22,11 @@ Nothing here can raise into the client's request.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import sys
-from collections import Counter as Tally
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +89,7 @@ class Mirrorer:
             *("--disagreement-logs-per-minute", str(disagreement_logs_per_minute)),
             *("--priority", priority),
         ]
-        self.outstanding: Tally[tuple[str, str]] = Tally()
+        self.outstanding: collections.Counter[tuple[str, str]] = collections.Counter()
         """Copies handed over and not yet reported, per (model, shadow)."""
         self.total_outstanding = 0
         self.max_bytes = max_bytes
@@ -283,7 +283,7 @@ class Mirrorer:
         for (model, shadow), n in self.outstanding.items():
             if n > 0:
                 self.count(model, shadow, "dropped", n)
-        self.outstanding = Tally()
+        self.outstanding = collections.Counter()
         self.total_outstanding = 0
         self.outstanding_bytes = 0
 

@@ -176,14 +176,7 @@ def _worker_samples(metrics: RouterMetrics) -> dict[str, float]:
 
 
 def _worker_pid(parent: int) -> int:
-    children = (
-        open(f"/proc/{parent}/task/{parent}/children", encoding="ascii").read().split()  # noqa: SIM115
-    )
-    workers = [
-        int(c)
-        for c in children
-        if b"kanaria_router.mirror_worker" in open(f"/proc/{c}/cmdline", "rb").read()  # noqa: SIM115
-    ]
+    workers = procs.children(parent, "kanaria_router.mirror_worker")
     assert len(workers) == 1, workers
     return workers[0]
 

@@ -131,6 +131,20 @@ def start(
     return Process(popen, log, name)
 
 
+def children(pid: int, marker: str) -> list[int]:
+    """PIDs of ``pid``'s child processes whose command line contains ``marker``
+    (children started by its main thread, which is where ours start them)."""
+    found: list[int] = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:  # exited since the list was read
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(child))
+    return found
+
+
 def kanaria(*args: str) -> list[str]:
     """Command line of the ``kanaria`` CLI in this interpreter (no PATH lookup)."""
     return [sys.executable, "-m", "kanaria", *args]
