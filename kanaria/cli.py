@@ -62,7 +62,7 @@ COMMANDS: dict[str, Command] = {
         "kanaria.control_cli", "show a rollout: versions, weights, step, measurements", ""
     ),
     "promote": Command("kanaria.control_cli", "promote the candidate one step (or --full)", ""),
-    "abort": Command("kanaria.control_cli", "abort the rollout: 100%% back to stable", ""),
+    "abort": Command("kanaria.control_cli", "abort the rollout: 100% back to stable", ""),
     "pause": Command("kanaria.control_cli", "pause the rollout where it is", ""),
     "resume": Command("kanaria.control_cli", "resume a paused rollout", ""),
     "retry": Command("kanaria.control_cli", "restart a rolled-back candidate", ""),
@@ -92,7 +92,8 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, ModuleTy
     chosen = next((a for a in argv if not a.startswith("-")), None)
     module: ModuleType | None = None
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, description=command.help)
+        # `help` is %-formatted by argparse (in `kanaria --help`), `description` is printed as is
+        p = sub.add_parser(name, help=command.help.replace("%", "%%"), description=command.help)
         p.set_defaults(command=name)
         if name == chosen:
             module = _load(name, command)

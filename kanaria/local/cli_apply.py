@@ -9,6 +9,7 @@ unchanged file changes nothing.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from kanaria.api import ManifestError
@@ -24,6 +25,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="state root of `kanaria up` (default: $KANARIA_STATE_DIR or ./.kanaria)",
     )
+
+
+def _state_dir_flag(state_dir: str | None) -> str:
+    """The ``--state-dir`` a suggested command needs to find the same state (quoted for a shell)."""
+    return f" --state-dir {shlex.quote(state_dir)}" if state_dir else ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
             f"(kanaria up -f {args.file})",
             file=sys.stderr,
         )
-    print(f"watch it: kanaria status {name} -w")
+    print(f"watch it: kanaria status {name} -w{_state_dir_flag(args.state_dir)}")
     return 0

@@ -30,3 +30,14 @@ def test_missing_module_names_the_extra(
     monkeypatch.setitem(cli.COMMANDS, "ghost", cli.Command("kanaria_ghost_module", "x", "ghost"))
     assert cli.main(["ghost"]) == 2
     assert "kanaria[ghost]" in capsys.readouterr().err
+
+
+def test_help_texts_show_percent_signs_once() -> None:
+    """argparse %-formats a subcommand's one-line help but prints its description as is,
+    so `kanaria abort --help` must not show the escaped `%%`."""
+    for args in (("abort", "--help"), ("--help",)):
+        result = subprocess.run(
+            [sys.executable, "-m", "kanaria", *args], capture_output=True, text=True, check=True
+        )
+        assert "100% back to stable" in result.stdout, result.stdout
+        assert "%%" not in result.stdout, result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import socket
 import subprocess
 from pathlib import Path
@@ -107,3 +108,28 @@ def test_up_refuses_a_router_port_in_use_and_stops_what_it_started(tmp_path: Pat
     for record in state.versions.values():
         assert record.process is not None
         assert not Path(f"/proc/{record.process.pid}").exists()
+
+
+def test_apply_suggests_a_status_command_that_finds_the_state(tmp_path: Path) -> None:
+    """With --state-dir D, the suggested `kanaria status` carries --state-dir D (quoted),
+    and running it as printed finds the rollout."""
+    root = tmp_path / "my state"
+    d = StateDir.for_model(root, "fraud")
+    d.path.mkdir(parents=True)
+    path = _md(tmp_path)
+    running = yaml.safe_load(path.read_text())
+    running["spec"]["model"]["version"] = "v0"
+    d.save(LocalState(name="fraud", spec=running))
+    result = _run("apply", "-f", str(path), "--state-dir", str(root), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    suggestion = next(
+        line.removeprefix("watch it: ")
+        for line in result.stdout.splitlines()
+        if line.startswith("watch it: ")
+    )
+    assert f"--state-dir {shlex.quote(str(root))}" in suggestion
+    argv = shlex.split(suggestion)
+    assert argv[:2] == ["kanaria", "status"]
+    shown = _run(*[a for a in argv[1:] if a != "-w"], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("fraud"), shown.stdout
