@@ -126,7 +126,10 @@ class Batching(_Spec):
 
 
 class ServerSettings(_Spec):
-    """Model-server settings shared by every version of this deployment."""
+    """Model-server settings. They belong to a version: each version keeps the settings
+    it started with (status.stable.server, status.candidate.server), so a rollout
+    whose new version carries `--chaos-error-rate` never touches the stable's pods.
+    A change of spec.server alone reaches the stable version once no rollout runs."""
 
     batching: Batching = Batching()
     """Dynamic batching settings. Default: maxBatchSize 1, maxBatchDelay 5ms."""
@@ -677,20 +680,26 @@ class VersionRef(_Status):
     """Expected SHA-256, if given."""
     referenceProfile: str | None = None
     """Reference input profile URI, if given."""
+    server: ServerSettings | None = None
+    """Model-server settings this version runs with, pinned when it started
+    (absent in statuses written before they were pinned: spec.server then)."""
 
     @classmethod
-    def of(cls, model: ModelSource) -> VersionRef:
-        """The reference for a spec's model."""
+    def of(cls, model: ModelSource, server: ServerSettings | None = None) -> VersionRef:
+        """The reference for a spec's model, with the server settings it starts with."""
         return cls(
             version=model.version,
             uri=model.uri,
             sha256=model.sha256,
             referenceProfile=model.referenceProfile,
+            server=server,
         )
 
     def same(self, other: VersionRef | None) -> bool:
-        """True if ``other`` names the same artifact."""
-        return other is not None and self.model_dump() == other.model_dump()
+        """True if ``other`` names the same artifact (server settings aside)."""
+        return other is not None and self.model_dump(exclude={"server"}) == other.model_dump(
+            exclude={"server"}
+        )
 
 
 class VersionRole(StrEnum):
@@ -709,6 +718,8 @@ class LiveVersion(_Status):
     """Expected SHA-256, if given."""
     referenceProfile: str | None = None
     """Reference input profile URI, if given."""
+    server: ServerSettings | None = None
+    """Model-server settings pinned for this version (absent: spec.server)."""
     role: VersionRole
     """stable or candidate."""
     replicas: int

@@ -219,8 +219,9 @@ class _Pass:
     # ------------------------------------------------------------------ 1. spec changes
 
     def sync_target(self) -> None:
-        target = VersionRef.of(self.spec.model)
+        target = VersionRef.of(self.spec.model, self.spec.server)
         if target.same(self.s.target):
+            self.sync_server()
             return
         self.s.target = target
         stable = self.s.stable
@@ -249,6 +250,25 @@ class _Pass:
             old = self.s.candidate.version if self.s.candidate else "?"
             self.event("RolloutRestarted", f"{old} replaced by {target.version} before it finished")
         self.start_rollout(target)
+
+    def sync_server(self) -> None:
+        """Apply a changed spec.server to the stable version, but only between rollouts:
+        during one, each version keeps the settings it started with."""
+        stable = self.s.stable
+        if self.active or stable is None or stable.version != self.spec.model.version:
+            return
+        if stable.server == self.spec.server:
+            return
+        first = stable.server is None  # a status written before settings were pinned
+        self.s.stable = stable.model_copy(update={"server": self.spec.server})
+        if self.s.target is not None:
+            self.s.target = self.s.target.model_copy(update={"server": self.spec.server})
+        self.set_versions(None)
+        if not first:
+            self.event(
+                "ServerSettingsApplied",
+                f"spec.server changed: {stable.version}'s model servers restart with it",
+            )
 
     def start_rollout(self, target: VersionRef) -> None:
         assert self.s.stable is not None

@@ -160,7 +160,8 @@ def version_deployment(
     # The role changes at promotion; it is on the Deployment, never on the pod
     # template, so promoting does not restart the pods.
     labels = {**pod_labels, LABEL_ROLE: live.role.value}
-    batching = spec.server.batching
+    server = live.server or spec.server  # pinned per version (see ServerSettings)
+    batching = server.batching
     env = _env(
         {
             "KANARIA_MODEL": live.uri,
@@ -177,9 +178,9 @@ def version_deployment(
     )
     container: dict[str, Any] = {
         "name": "model-server",
-        "image": spec.server.image or images.server,
+        "image": server.image or images.server,
         "imagePullPolicy": images.pull_policy,
-        "args": ["serve-model", *spec.server.args],
+        "args": ["serve-model", *server.args],
         "env": env,
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
         "startupProbe": {

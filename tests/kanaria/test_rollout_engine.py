@@ -527,3 +527,37 @@ def test_promote_finishes_only_the_current_step() -> None:
     assert sim.s.weight == 10
     sim.tick(command="promote")
     assert sim.s.weight == 50  # skipping the analysis step applies the next weight now
+
+
+def _with_server_args(sim: Sim, *args: str) -> None:
+    server = sim.spec.server.model_copy(update={"args": list(args)})
+    sim.spec = sim.spec.model_copy(update={"server": server})
+
+
+def test_each_version_keeps_the_server_settings_it_started_with() -> None:
+    """A faulty candidate's chaos flags reach its pods only: the stable keeps its own."""
+    sim = deployed(CANARY)
+    _with_server_args(sim, "--chaos-error-rate", "0.5")
+    sim.tick()
+    by_version = {v.version: v for v in sim.s.versions}
+    assert by_version["v1"].server is not None
+    assert by_version["v1"].server.args == []
+    assert by_version["v2"].server is not None
+    assert by_version["v2"].server.args == ["--chaos-error-rate", "0.5"]
+    _with_server_args(sim, "--chaos-latency-ms", "5")  # mid-rollout: neither changes
+    sim.tick(1)
+    assert {v.version: v.server.args for v in sim.s.versions if v.server} == {
+        "v1": [],
+        "v2": ["--chaos-error-rate", "0.5"],
+    }
+
+
+def test_a_server_change_alone_reaches_the_stable_between_rollouts() -> None:
+    sim = Sim(make_spec(CANARY))
+    sim.tick()
+    sim.tick()
+    _with_server_args(sim, "--chaos-latency-ms", "5")
+    d = sim.tick(1)
+    assert [v.server.args for v in sim.s.versions if v.server] == [["--chaos-latency-ms", "5"]]
+    assert [e.reason for e in d.events] == ["ServerSettingsApplied"]
+    assert sim.s.phase is Phase.Healthy

@@ -21,6 +21,7 @@ from kanaria.api import (
     LiveVersion,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
+    ServerSettings,
     VersionRole,
 )
 from kanaria.rollout import Command
@@ -54,6 +55,25 @@ def test_child_names_are_dns_labels_and_stay_distinct() -> None:
     long = objects.version_name("m" * 60, "version-with-a-long-name")
     assert len(long) <= 63
     assert long == long.lower()
+
+
+def test_version_deployment_runs_the_server_settings_pinned_for_its_version() -> None:
+    """spec.server now carries chaos flags for a new version; a version pinned to other
+    settings keeps them, and one with none pinned (an older status) takes spec.server."""
+    spec = SPEC.model_copy(
+        update={"server": ServerSettings(args=["--chaos-error-rate", "0.5"], image="srv:2")}
+    )
+    pinned = live("v1").model_copy(update={"server": ServerSettings()})
+    container = objects.version_deployment(OWNER, spec, pinned, IMAGES)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["args"] == ["serve-model"]
+    assert container["image"] == "srv:1"
+    legacy = objects.version_deployment(OWNER, spec, live("v1"), IMAGES)["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    assert legacy["args"] == ["serve-model", "--chaos-error-rate", "0.5"]
+    assert legacy["image"] == "srv:2"
 
 
 def test_version_deployment_is_secure_probed_and_owned() -> None:
