@@ -110,7 +110,8 @@ def _local_view(state_dir: StateDir) -> str:
         for v, r in state.versions.items()
         if r.process is not None and running
     }
-    return view.render(state.name, spec, status, where, endpoints)
+    problems = state.problems if running else []
+    return view.render(state.name, spec, status, where, endpoints, problems=problems)
 
 
 def _run_local(args: argparse.Namespace) -> int:

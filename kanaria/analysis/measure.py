@@ -7,13 +7,14 @@ whose verdict and reason say what happened, never an exception.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from kanaria.analysis.errors import MetricError, NoDataError
-from kanaria.analysis.source import MetricQuery, MetricSource
-from kanaria.analysis.templates import count_query, gate_query
+from kanaria.analysis.source import ExplainsNoData, MetricQuery, MetricSource
+from kanaria.analysis.templates import count_query, gate_query, mirror_query
 from kanaria.analysis.verdict import enough_requests, judge
-from kanaria.api import Measurement, Verdict
+from kanaria.api import Builtin, Measurement, Verdict
 from kanaria.durations import parse_duration
 from kanaria.rollout.types import MeasurementRequest
 
@@ -51,6 +52,78 @@ def queries(
     return value, count
 
 
+def mirror_counts(
+    source: MetricSource, query: MetricQuery, now: datetime
+) -> dict[str, float] | None:
+    """Copies mirrored to ``query.version`` over its window by outcome (sent, dropped);
+    None when the source cannot tell."""
+    counts: dict[str, float] = {}
+    for outcome in ("sent", "dropped"):
+        mirror_q = replace(
+            query,
+            promql=mirror_query(
+                query.model, query.version, query.namespace, window(query), outcome
+            ),
+            kind="mirror",
+            builtin=None,
+            outcome=outcome,
+        )
+        try:
+            counts[outcome] = source.measure(mirror_q, now)
+        except NoDataError:
+            counts[outcome] = 0.0
+        except Exception:  # any other failure: the source cannot say (never raise here)
+            return None
+    return counts
+
+
+def starvation(dropped: float, sent: float, version: str, span: str) -> str | None:
+    """The words for a shadow that gets no copies: ``dropped`` copies in ``span`` and
+    ``sent`` (answered) none. None when copies did reach it, or none were made."""
+    if dropped <= 0 or sent > 0:
+        return None
+    return (
+        f"shadow {version} is starved of copies: the router dropped {dropped:.0f} mirrored "
+        f"copies in {span} and the shadow answered none (the router's mirror worker gets no "
+        "CPU, or its queue is full of copies the shadow does not answer; see "
+        "KANARIA_MIRROR_PRIORITY)"
+    )
+
+
+def window(query: MetricQuery) -> str:
+    """The query's window as a PromQL duration."""
+    return f"{query.window_seconds:g}s"
+
+
+def explain_missing_data(
+    source: MetricSource, count_q: MetricQuery, count: float, now: datetime
+) -> list[str]:
+    """Why a gate has too few observations, beyond "no requests": the source's own
+    problems (nothing scraped, targets down) and, for a version fed with mirrored copies,
+    copies the router dropped. Never raises; empty when nothing explains it."""
+    notes: list[str] = []
+    if count <= 0 and isinstance(source, ExplainsNoData):
+        try:
+            problem = source.why_no_data(count_q)
+        except Exception:  # a diagnosis must not turn a verdict into a crash
+            problem = None
+        if problem:
+            notes.append(problem)
+    if count_q.traffic == "server" or count_q.builtin is Builtin.shadowAgreement:
+        counts = mirror_counts(source, count_q, now)
+        if counts is not None:
+            dropped, sent = counts["dropped"], counts["sent"]
+            starved = starvation(dropped, sent, count_q.version, window(count_q))
+            if starved is not None:
+                notes.append(starved)
+            elif dropped > 0:
+                notes.append(
+                    f"the router dropped {dropped:.0f} of {dropped + sent:.0f} copies mirrored "
+                    f"to {count_q.version} in {window(count_q)}"
+                )
+    return notes
+
+
 def measure(
     source: MetricSource,
     request: MeasurementRequest,
@@ -69,6 +142,7 @@ def measure(
             count = 0.0
         ok, why = enough_requests(count, request.minRequests, request.interval)
         if not ok:
+            why = "; ".join([why, *explain_missing_data(source, count_q, count, now)])
             return Measurement(**base, verdict=Verdict.Inconclusive, reason=why, time=now)
         value = source.measure(value_q, now)
     except MetricError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +80,95 @@ class PrometheusSource:
                 f"Prometheus at {self.url} answered HTTP {response.status_code}: {detail}"
             )
         return _single_value(body.get("data", {}))
+
+    def targets(self) -> list[ScrapeTarget]:
+        """Prometheus' active scrape targets (``/api/v1/targets``) and their health.
+
+        Raises :class:`SourceUnavailableError` when Prometheus cannot say."""
+        endpoint = f"{self.url}/api/v1/targets"
+        try:
+            response = self._client.get(endpoint, params={"state": "active"})
+        except httpx.HTTPError as exc:
+            raise SourceUnavailableError(f"cannot reach Prometheus at {self.url}: {exc}") from exc
+        body = _json(response)
+        active = body.get("data", {}).get("activeTargets") if body else None
+        if response.status_code != 200 or not isinstance(active, list):
+            raise SourceUnavailableError(
+                f"Prometheus at {self.url} answered HTTP {response.status_code} for its targets"
+            )
+        return [ScrapeTarget.from_api(t) for t in active if isinstance(t, dict)]
+
+    def why_no_data(self, query: MetricQuery) -> str | None:
+        """Explain a query without data by Prometheus' scrape health (never raises)."""
+        try:
+            targets = self.targets()
+        except SourceUnavailableError as exc:
+            return exc.reason
+        return scrape_problem(targets, query.scraped_from, query.version, self.url)
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One of Prometheus' active scrape targets."""
+
+    name: str
+    """Its ``component`` label (``kanaria up`` sets one), else ``job`` and ``instance``."""
+    labels: dict[str, str]
+    health: str
+    """up, down or unknown (not scraped yet)."""
+    error: str
+    """The last scrape's error, empty when it worked."""
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> ScrapeTarget:
+        labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
+        name = labels.get("component") or " ".join(
+            v for v in (labels.get("job"), labels.get("instance")) if v
+        )
+        return cls(
+            name=name or str(raw.get("scrapeUrl", "?")),
+            labels=labels,
+            health=str(raw.get("health", "unknown")),
+            error=str(raw.get("lastError") or ""),
+        )
+
+    def serves(self, scraped_from: str, version: str) -> bool:
+        """Whether this target looks like the process a query reads: the router, or the
+        model server of ``version`` (by its labels: local targets carry ``component``,
+        cluster ones the names of their job, pod or service)."""
+        values = list(self.labels.values())
+        if scraped_from == "router":
+            return any("router" in v for v in values)
+        return not any("router" in v for v in values) and any(
+            v == version or v.endswith(f"-{version}") for v in values
+        )
+
+
+def scrape_problem(
+    targets: list[ScrapeTarget], scraped_from: str, version: str, url: str
+) -> str | None:
+    """Why Prometheus may have no data for a query that reads ``scraped_from`` (router or
+    server of ``version``): it scrapes nothing, every target is down, or the targets of
+    that process are. None when its scrapes look healthy."""
+    if not targets:
+        return (
+            f"Prometheus at {url} scrapes nothing: it has no active targets (check its "
+            "scrape configuration and, for file_sd, that the targets file exists)"
+        )
+    if not any(t.health == "up" for t in targets):
+        down = [t for t in targets if t.health == "down"]
+        if down:
+            return (
+                f"Prometheus has no healthy target: {len(down)} of {len(targets)} are down "
+                f"({down[0].name}: {down[0].error or 'scrape failed'})"
+            )
+        return f"Prometheus has not scraped any of its {len(targets)} targets yet"
+    what = "the router" if scraped_from == "router" else f"the model server of {version}"
+    relevant = [t for t in targets if t.serves(scraped_from, version)]
+    if relevant and not any(t.health == "up" for t in relevant):
+        why = relevant[0].error or relevant[0].health
+        return f"Prometheus has no healthy target for {what} ({relevant[0].name}: {why})"
+    return None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from kanaria.api import Builtin
 
@@ -23,8 +23,10 @@ class MetricQuery:
 
     promql: str
     """The resolved PromQL."""
-    kind: Literal["value", "count"]
-    """value: the gate's value; count: how many observations it rests on (minRequests)."""
+    kind: Literal["value", "count", "mirror"]
+    """value: the gate's value; count: how many observations it rests on (minRequests);
+    mirror: how many copies mirrored to the version ended with ``outcome`` (why a
+    shadow has no data)."""
     builtin: Builtin | None
     """The built-in gate, or None for a custom query."""
     model: str
@@ -36,6 +38,18 @@ class MetricQuery:
     traffic: Literal["router", "server"] = "router"
     """Count requests at the router (versions answering clients) or at the model server
     (versions that only get mirrored or preview copies)."""
+    outcome: Literal["sent", "dropped", "failed"] | None = None
+    """Mirror outcome counted by a ``mirror`` query."""
+
+    @property
+    def scraped_from(self) -> str:
+        """Which process exports the series this query reads: ``router``, or ``server``
+        (the version's model server)."""
+        if self.kind == "mirror" or self.builtin is Builtin.shadowAgreement:
+            return "router"
+        if self.builtin in (Builtin.inputDrift, Builtin.accuracy):
+            return "server"
+        return self.traffic if self.builtin is not None else "router"
 
 
 class MetricSource(Protocol):
@@ -47,4 +61,19 @@ class MetricSource(Protocol):
         Raises ``NoDataError`` when there is none; ``AmbiguousResultError``,
         ``QueryFailedError``, ``SourceUnavailableError`` or ``UnsupportedQueryError``
         when there is no usable answer."""
+        ...
+
+
+@runtime_checkable
+class ExplainsNoData(Protocol):
+    """A source that can say why a query found no data (optional beside :class:`MetricSource`).
+
+    Asked only when a gate has no observations at all, so that a broken scrape
+    ("Prometheus scrapes nothing", "the router's target is down") reads as such
+    in the measurement's reason instead of as a quiet "no requests".
+    """
+
+    def why_no_data(self, query: MetricQuery) -> str | None:
+        """What on the source's side explains that ``query`` has no data; None if nothing
+        does (then there really was no traffic). Never raises."""
         ...

@@ -115,6 +115,13 @@ def count_query(
     return _increase(requests, matcher(model, version, namespace, **infer), window)
 
 
+def mirror_query(model: str, version: str, namespace: str | None, window: str, outcome: str) -> str:
+    """Copies mirrored to shadow ``version`` over ``window`` that ended with ``outcome``
+    (sent: the shadow answered; dropped: the router could not hand it over; failed)."""
+    m = matcher(model, version, namespace, outcome=f'="{_escape(outcome)}"')
+    return _increase(names.ROUTER_MIRROR, m, window)
+
+
 def render_custom(query: str, model: str, version: str, namespace: str | None, window: str) -> str:
     """Fill ``{{model}}``, ``{{version}}``, ``{{namespace}}`` (empty when none) and
     ``{{interval}}`` in a custom query."""

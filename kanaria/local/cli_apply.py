@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"kanaria apply: {exc}", file=sys.stderr)
         return 2
     name = md.metadata.name
-    state_dir = StateDir.for_model(state_root(args.state_dir), name)
     try:
+        state_dir = StateDir.for_model(state_root(args.state_dir), name)
         state = state_dir.load()
     except StateError as exc:
         print(f"kanaria apply: {exc}", file=sys.stderr)

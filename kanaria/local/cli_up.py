@@ -60,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
     except (ManifestError, PrometheusNotFoundError) as exc:
         print(f"kanaria up: {exc}", file=sys.stderr)
         return 2
-    state_dir = StateDir.for_model(state_root(args.state_dir), md.metadata.name)
+    try:
+        state_dir = StateDir.for_model(state_root(args.state_dir), md.metadata.name)
+    except StateError as exc:
+        print(f"kanaria up: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

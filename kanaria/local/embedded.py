@@ -56,8 +56,27 @@ class EmbeddedSource:
             metric, {"model": q.model, "version": q.version}, q.window_seconds, by="result"
         )
 
+    def why_no_data(self, query: MetricQuery) -> str | None:
+        """The scraper's view of a query without data: no targets, or the process the
+        query reads failing its scrapes (never raises)."""
+        targets = self.scraper.targets()
+        if not targets:
+            return "the embedded scraper has no targets: nothing is measured"
+        wanted = "router" if query.scraped_from == "router" else f"server-{query.version}"
+        error = self.scraper.errors().get(wanted)
+        if error is not None:
+            return f"the embedded scraper cannot read {wanted}'s metrics ({error})"
+        return None
+
     def measure(self, query: MetricQuery, at: datetime | None = None) -> float:
         """The query's current value (``at`` is ignored: the scraper only has recent data)."""
+        if query.kind == "mirror":
+            counts = self.scraper.counter_increase(
+                names.ROUTER_MIRROR,
+                {"model": query.model, "version": query.version, "outcome": query.outcome or ""},
+                query.window_seconds,
+            )
+            return sum(counts.values())
         builtin = query.builtin
         if builtin is None:
             raise UnsupportedQueryError(

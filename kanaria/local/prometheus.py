@@ -47,7 +47,13 @@ def find_binary(choice: str) -> str | None:
 
 
 def scrape_config(targets_file: Path, interval_s: float = SCRAPE_INTERVAL_S) -> str:
-    """The Prometheus configuration document for the local processes."""
+    """The Prometheus configuration document for the local processes.
+
+    The targets file is named by its absolute path: Prometheus resolves a relative
+    ``file_sd`` path against the configuration file's folder, so a relative one
+    (from a relative ``--state-dir``) would name a file that never exists.
+    """
+    targets_file = targets_file.absolute()
     seconds = format_duration(interval_s)
     config = {
         "global": {"scrape_interval": seconds, "evaluation_interval": seconds},
@@ -73,7 +79,8 @@ def write_targets(targets_file: Path, targets: dict[str, int]) -> None:
 
 
 def argv(binary: str, data_dir: Path, port: int) -> list[str]:
-    """Command line of a Prometheus that keeps its data in ``data_dir``."""
+    """Command line of a Prometheus that keeps its data in ``data_dir`` (absolute paths)."""
+    data_dir = data_dir.absolute()
     return [
         binary,
         f"--config.file={data_dir / 'prometheus.yml'}",
@@ -85,7 +92,8 @@ def argv(binary: str, data_dir: Path, port: int) -> list[str]:
 
 
 def prepare(data_dir: Path) -> Path:
-    """Write the config next to the data dir; returns the targets file path."""
+    """Write the config next to the data dir; returns the (absolute) targets file path."""
+    data_dir = data_dir.absolute()
     data_dir.mkdir(parents=True, exist_ok=True)
     targets = data_dir / TARGETS_FILE
     if not targets.exists():

@@ -49,8 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    state_dir = StateDir.for_model(state_root(args.state_dir), args.name)
     try:
+        state_dir = StateDir.for_model(state_root(args.state_dir), args.name)
         state = state_dir.load()
         path = render(state_dir.read_history(), Path(args.output), args.name, state.spec)
     except (StateError, ReportError) as exc:

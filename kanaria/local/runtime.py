@@ -42,6 +42,7 @@ from kanaria.durations import parse_duration
 from kanaria.local import manifest, routes_doc, sources
 from kanaria.local import prometheus as prom
 from kanaria.local.embedded import EmbeddedSource
+from kanaria.local.health import Checks
 from kanaria.local.scrape import Scraper, parse
 from kanaria.local.statedir import (
     HistoryPoint,
@@ -149,6 +150,7 @@ class Runtime:
         self._routes_needed: float | None = None
         """Applied-reload count at which the router runs the routes last written."""
         self.metrics_port: int | None = None
+        self.checks = Checks(self.name)
 
     # ------------------------------------------------------------------ start
 
@@ -314,6 +316,7 @@ class Runtime:
         for event in decision.events:
             log.info("%s: %s: %s", self.name, event.reason, event.message)
         self._apply(decision.status)
+        self._check_health(decision.status)
         for action in decision.actions:
             if isinstance(action, Retrain):
                 self._call_retrain_hook(action)
@@ -610,10 +613,30 @@ class Runtime:
         if record is not None:
             record.process = None
 
+    def _check_health(self, status: ModelDeploymentStatus) -> None:
+        """Record (and log once) what the metric source or a shadow's copies lack."""
+        now = time.time()
+        problems: list[str] = []
+        if isinstance(self.source, sources.PrometheusSource):
+            targets_file = self.dir.prometheus_dir.absolute() / prom.TARGETS_FILE
+            problems += self.checks.prometheus(self.source, targets_file, now)
+        elif self.scraper is not None:
+            problems += self.checks.scraper(self.scraper, now)
+        shadow = status.mirror.version if status.mirror and status.mirror.percent > 0 else None
+        series = self._router_metrics() if shadow is not None else None
+        starved = self.checks.shadow(shadow, series, self.interval_s, now)
+        if starved is not None:
+            problems.append(starved)
+        for problem in problems:
+            if problem not in self.state.problems:
+                log.warning("%s: %s", self.name, problem)
+        self.state.problems = problems
+
     def _update_targets(self) -> None:
         targets = {n: c.port for n, c in self.supervisor.children.items() if n != "prometheus"}
         if self.metrics_port is not None:
             targets["kanaria-up"] = self.metrics_port
+        self.checks.expect(targets, time.time())
         if self.scraper is not None:
             self.scraper.set_targets(
                 {n: f"http://127.0.0.1:{port}/metrics" for n, port in targets.items()}
@@ -664,6 +687,7 @@ class Runtime:
             self.scraper.stop()
         self.supervisor.stop_all()
         self.state.upPid = None
+        self.state.problems = []
         with contextlib.suppress(OSError):
             self.dir.save(self.state)
         self._http.close()

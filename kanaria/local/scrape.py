@@ -106,6 +106,9 @@ class Scraper:
             for name in list(self._snaps):
                 if name not in self._targets:
                     del self._snaps[name]
+            for name in list(self._errors):
+                if name not in self._targets:
+                    del self._errors[name]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="kanaria-scraper", daemon=True)
@@ -146,6 +149,11 @@ class Scraper:
             while ring and t - ring[0].t > self.keep_s:
                 ring.popleft()
             self._errors.pop(name, None)
+
+    def targets(self) -> dict[str, str]:
+        """The current targets: ``{name: metrics URL}``."""
+        with self._lock:
+            return dict(self._targets)
 
     def errors(self) -> dict[str, str]:
         """Targets whose last scrape failed, with why."""

@@ -32,8 +32,20 @@ class StateError(Exception):
 
 
 def state_root(arg: str | None) -> Path:
-    """Where model state directories live: the flag, else the env var, else ``./.kanaria``."""
-    return Path(arg or os.environ.get(ENV_STATE_DIR) or DEFAULT_ROOT)
+    """Where model state directories live: the flag, else the env var, else ``./.kanaria``.
+
+    Always absolute (relative to the working directory it is given in): the paths
+    inside a state directory are handed to other processes (Prometheus resolves a
+    relative ``file_sd`` path against its configuration file's folder, not against
+    our working directory), and the printed paths must work from anywhere.
+    Raises :class:`StateError` when the path exists and is not a directory.
+    """
+    env = os.environ.get(ENV_STATE_DIR)
+    root = Path(arg or env or DEFAULT_ROOT).expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        given = "--state-dir" if arg else f"${ENV_STATE_DIR}" if env else "the default"
+        raise StateError(f"state root {root} ({given}) exists and is not a directory")
+    return root
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -131,6 +143,9 @@ class LocalState(_Model):
     metricsUrl: str | None = None
     """Prometheus base URL when a real Prometheus is used."""
     routerUrl: str | None = None
+    problems: list[str] = Field(default_factory=list)
+    """What the last pass found wrong beyond readiness (the metric source sees none of
+    the processes, a shadow starved of copies), shown by ``kanaria status``."""
     updatedAt: float = 0.0
 
 

@@ -84,8 +84,13 @@ def render(
     where: str = "",
     endpoints: dict[str, str] | None = None,
     now: datetime | None = None,
+    problems: list[str] | None = None,
 ) -> str:
-    """The whole view as lines of plain text."""
+    """The whole view as lines of plain text.
+
+    ``problems`` are what the control loop found wrong beyond the engine's view (the
+    metric source sees nothing, a shadow starved of copies); they are shown first,
+    so that "no evidence" never reads as "waiting"."""
     now = now or datetime.now(UTC)
     endpoints = endpoints or {}
     gates = {g.name: g.model_dump(mode="json") for g in spec.analysis.metrics}
@@ -93,6 +98,8 @@ def render(
     lines = [f"{name}  {status.phase}  {label}" + (f"   ({where})" if where else "")]
     if status.message:
         lines.append(f"  {status.message}")
+    for problem in problems or []:
+        lines.append(f"  PROBLEM: {problem}")
     lines.append("")
     roles = {lv.version: str(lv.role) for lv in status.versions}
     versions = [lv.version for lv in status.versions]

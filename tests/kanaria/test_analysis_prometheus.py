@@ -312,3 +312,50 @@ def test_silent_server_times_out_as_error() -> None:
             verdict, _, reason = _measure(silent, builtin="successRate", min=0.5)
     assert verdict is Verdict.Error
     assert "did not answer within 0.5s" in reason
+
+
+def test_no_data_names_a_router_target_prometheus_cannot_scrape(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A gate without data says why when Prometheus' scrapes are the cause: here the
+    router's target is down (nothing listens there) while another target is fine."""
+    binary = require_binary("prometheus", "the scrape diagnosis reads a real Prometheus")
+    exporter = stack.url  # any healthy target will do: the first Prometheus itself
+    closed, port = free_port(), free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        textwrap.dedent(
+            f"""
+            global: {{scrape_interval: 500ms}}
+            scrape_configs:
+              - job_name: local
+                basic_auth: {{username: {USER}, password: {PASSWORD}}}
+                static_configs:
+                  - {{targets: ["{exporter.removeprefix("http://")}"],
+                      labels: {{component: server-v2}}}}
+                  - {{targets: ["127.0.0.1:{closed}"], labels: {{component: router}}}}
+            """
+        )
+    )
+    prometheus = start(
+        [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        tmp_path / "logs",
+        "prometheus-router-down",
+    )  # fmt: skip
+    try:
+        with PrometheusSource(f"http://127.0.0.1:{port}", timeout=10) as source:
+
+            def scraped() -> bool:
+                return {t.health for t in source.targets()} == {"up", "down"}
+
+            wait_until(scraped, 60, "one target up, one down", interval=0.2)
+            verdict, _, reason = _measure(source, "v2", builtin="successRate", min=0.5)
+            assert verdict is Verdict.Inconclusive
+            assert reason.startswith(f"no requests in {WINDOW}: nothing to judge; "), reason
+            assert "Prometheus has no healthy target for the router (router: " in reason, reason
+            assert "connection refused" in reason, reason
+            # The model server's target is up: a gate read from it gets no such note.
+            _, _, reason = _measure(source, "v2", builtin="inputDrift", max=1.0)
+            assert "Prometheus" not in reason, reason
+    finally:
+        prometheus.stop()
