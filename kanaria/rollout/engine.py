@@ -105,6 +105,8 @@ class _Pass:
         """Set by a manual promote: the next gated move happens without analysis."""
         self.round_stage = status.stage
         """The stage this pass's measurements were planned for (before any command)."""
+        self.previous_message = status.message
+        """status.message before this pass (an Event is posted when a problem is new)."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -792,6 +794,7 @@ class _Pass:
         self.set_versions(self.candidate_size())
         cand = s.candidate
         if self.active and cand is not None:
+            self.report_problem(cand.version)
             weight = s.stepWeight if self.ready(cand.version) else 0
             s.weight = weight
             s.weights = {s.stable.version: 100 - weight, cand.version: weight}
@@ -828,6 +831,16 @@ class _Pass:
         self.set_condition(
             "Paused", paused, s.pauseReason or "NotPaused", s.message if paused else ""
         )
+
+    def report_problem(self, version: str) -> None:
+        """A candidate that cannot start says why (status.message, one Warning Event per
+        new reason); it gets no traffic either way, so the stable is untouched."""
+        o = self.obs.versions.get(version)
+        if o is None or o.ready or not o.problem:
+            return
+        self.s.message = f"{version} cannot start: {o.problem}"
+        if self.s.message != self.previous_message:
+            self.event("VersionNotReady", self.s.message, warning=True)
 
     def mirror_for(self, version: str) -> MirrorStatus | None:
         if not self.ready(version):

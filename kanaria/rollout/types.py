@@ -42,6 +42,9 @@ class VersionObservation(_Value):
     """At least one replica serves requests (model loaded, probes pass)."""
     readyReplicas: int | None = None
     """Ready replicas; None means "as many as asked for" (the local runtime runs one)."""
+    problem: str | None = Field(default=None, max_length=1024)
+    """Why the version cannot start, when the actuator can tell (an image that cannot
+    be had, a model that does not load and crash-loops): shown in status and an Event."""
 
 
 class Command(_Value):

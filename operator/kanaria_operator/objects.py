@@ -199,6 +199,9 @@ def version_deployment(
             "failureThreshold": 2,
         },
         "securityContext": CONTAINER_SECURITY,
+        # A model that fails to load exits; its last log lines become the termination
+        # message, which the operator puts in status and an Event.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "model-cache", "mountPath": "/var/cache/kanaria"},

@@ -138,14 +138,57 @@ def set_condition(
     status["conditions"] = conditions
 
 
-def version_observation(deployment: dict[str, Any] | None) -> VersionObservation:
-    """Readiness of a version from its Deployment's status."""
+STUCK_REASONS = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+"""Waiting reasons of a container that will not start without a change."""
+PROBLEM_CHARS = 400
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> str | None:
+    """Why a version's pods do not run, read from their container statuses (the model
+    server's last log lines arrive as the termination message: FallbackToLogsOnError)."""
+    for pod in pods:
+        st = pod.get("status") or {}
+        for cs in st.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason not in STUCK_REASONS:
+                continue
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            detail = " ".join(str(last.get("message") or waiting.get("message") or "").split())
+            if last.get("exitCode") is not None:
+                detail = f"exit code {last['exitCode']}" + (f": {detail}" if detail else "")
+            text = f"{reason}" + (f" ({detail})" if detail else "")
+            return text if len(text) <= PROBLEM_CHARS else text[: PROBLEM_CHARS - 1] + "…"
+        for cond in st.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+                return f"Unschedulable ({cond.get('message', '')})"[:PROBLEM_CHARS]
+    return None
+
+
+def version_observation(
+    deployment: dict[str, Any] | None, pods: list[dict[str, Any]] | None = None
+) -> VersionObservation:
+    """Readiness of a version from its Deployment's status (and, when it has no ready
+    replica, why not, from its pods)."""
     if deployment is None:
         return VersionObservation(ready=False, readyReplicas=0)
     st = deployment.get("status") or {}
     ready = int(st.get("readyReplicas") or 0)
     available = int(st.get("availableReplicas") or 0)
-    return VersionObservation(ready=min(ready, available) >= 1, readyReplicas=ready)
+    is_ready = min(ready, available) >= 1
+    problem = None if is_ready else pod_problem(pods or [])
+    return VersionObservation(ready=is_ready, readyReplicas=ready, problem=problem)
 
 
 def _digest(obj: dict[str, Any]) -> str:
@@ -249,6 +292,17 @@ class Reconciler:
 
     # ------------------------------------------------------------------ observe
 
+    def _pods_if_unready(
+        self, owner: Owner, version: str, deployment: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """A version's pods, read only while it has no ready replica (to say why)."""
+        if deployment is None or version_observation(deployment).ready:
+            return []
+        selector = ",".join(
+            f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items()
+        )
+        return self.kube.list(self.kube.resource("v1", "Pod"), owner.namespace, selector)
+
     def _observe(
         self,
         obj: dict[str, Any],
@@ -266,7 +320,7 @@ class Reconciler:
             found = self.kube.get_or_none(deployments, version_name(owner.name, v), owner.namespace)
             if found is None:  # deleted behind our back: apply it again this pass
                 memory.applied.pop(("Deployment", version_name(owner.name, v)), None)
-            versions[v] = version_observation(found)
+            versions[v] = version_observation(found, self._pods_if_unready(owner, v, found))
         analysis: list[Measurement] = []
         retraining: Measurement | None = None
         for request in plan_measurements(spec, status, now):

@@ -15,6 +15,7 @@ from kanaria.rollout import (
     SetRoutes,
     StartVersion,
     StopVersion,
+    VersionObservation,
     decide,
 )
 from tests.kanaria.rollout_sim import SUCCESS_GATE, T0, Sim, make_spec
@@ -561,3 +562,24 @@ def test_a_server_change_alone_reaches_the_stable_between_rollouts() -> None:
     assert [v.server.args for v in sim.s.versions if v.server] == [["--chaos-latency-ms", "5"]]
     assert [e.reason for e in d.events] == ["ServerSettingsApplied"]
     assert sim.s.phase is Phase.Healthy
+
+
+def test_a_candidate_that_cannot_start_says_why_once_and_leaves_the_stable_alone() -> None:
+    sim = deployed(CANARY)
+    spec, status = sim.spec, sim.status
+    problem = "CrashLoopBackOff (exit code 1: sha256 mismatch)"
+    obs = Observations(
+        versions={
+            "v1": VersionObservation(ready=True),
+            "v2": VersionObservation(ready=False, problem=problem),
+        }
+    )
+    first = decide(spec, status, obs, sim.now)
+    assert first.status.message == f"v2 cannot start: {problem}"
+    assert [(e.reason, e.type) for e in first.events if e.reason == "VersionNotReady"] == [
+        ("VersionNotReady", "Warning")
+    ]
+    assert first.status.weights == {"v1": 100, "v2": 0}
+    again = decide(spec, first.status, obs, sim.now + timedelta(seconds=5))
+    assert [e for e in again.events if e.reason == "VersionNotReady"] == []
+    assert again.status.weights == {"v1": 100, "v2": 0}

@@ -11,6 +11,7 @@ from kanaria_operator.kubeio import merge_patch
 from kanaria_operator.reconcile import (
     cluster_auth_problem,
     parse_command,
+    pod_problem,
     set_condition,
     version_observation,
 )
@@ -285,7 +286,11 @@ def test_version_observation_from_deployment_status() -> None:
     not_yet: dict[str, Any] = {"status": {"replicas": 2}}
     assert version_observation(not_yet).ready is False
     up = {"status": {"readyReplicas": 2, "availableReplicas": 2}}
-    assert version_observation(up).model_dump() == {"ready": True, "readyReplicas": 2}
+    assert version_observation(up).model_dump() == {
+        "ready": True,
+        "readyReplicas": 2,
+        "problem": None,
+    }
 
 
 def test_set_condition_keeps_transition_time_when_status_is_unchanged() -> None:
@@ -344,3 +349,33 @@ def test_auth_without_a_secret_is_a_cluster_problem() -> None:
     assert problem is not None
     assert "spec.router.auth: set secretName" in problem
     assert cluster_auth_problem(spec({"auth": {"header": "X-Api-Key"}})) is not None
+
+
+def test_pod_problem_names_the_reason_a_version_cannot_start() -> None:
+    crashing = {
+        "status": {
+            "containerStatuses": [
+                {
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 1,
+                            "message": "model error: sha256 mismatch:\n expected abc",
+                        }
+                    },
+                }
+            ]
+        }
+    }
+    starting = {"status": {"containerStatuses": [{"state": {"waiting": {"reason": "Pulling"}}}]}}
+    assert pod_problem([starting]) is None
+    assert pod_problem([starting, crashing]) == (
+        "CrashLoopBackOff (exit code 1: model error: sha256 mismatch: expected abc)"
+    )
+    never = {"status": {"containerStatuses": [{"state": {"waiting": {
+        "reason": "ErrImageNeverPull", "message": "image x:1 is not present"}}}]}}  # fmt: skip
+    assert pod_problem([never]) == "ErrImageNeverPull (image x:1 is not present)"
+    unready = {"status": {"readyReplicas": 0}, "spec": {}}
+    assert version_observation(unready, [never]).problem == pod_problem([never])
+    ready = {"status": {"readyReplicas": 1, "availableReplicas": 1}}
+    assert version_observation(ready, [never]).problem is None
