@@ -16,6 +16,10 @@ as outstanding from hand-off until the worker reports them; at
 ``queue_size + concurrency`` outstanding, or ``max_bytes`` of their bodies
 (large tensors), further copies are dropped and counted,
 so a slow, dead or starved shadow costs neither memory nor client latency.
+While a worker starts (a reload added the first mirror, or a worker that died is
+being replaced) its copies are held in the router, as encoded frames within the
+same two bounds, and written the moment it is ready; only a worker that fails to
+start loses them (counted as dropped).
 Nothing here can raise into the client's request.
 """
 
@@ -122,9 +126,12 @@ class Mirrorer:
         child.inc(n)
 
     def full(self) -> bool:
-        """Whether the next copy would be dropped: lets the caller skip building it."""
+        """Whether the next copy would be dropped: lets the caller skip building it.
+
+        Not while a worker starts: then copies are held (within the same bounds)."""
         return (
-            self._stdin is None
+            self._supervisor is None
+            or self._stopping
             or self.total_outstanding >= self.capacity
             or self.outstanding_bytes >= self.max_bytes
         )
@@ -161,9 +168,13 @@ class Mirrorer:
         self._frames.append(frame)
 
     def _flush(self) -> None:
-        """Write the frames of one loop pass in one call (one system call, not one per copy)."""
+        """Write the frames of one loop pass in one call (one system call, not one per copy).
+
+        Without a ready worker the frames stay held: the worker's start flushes them."""
+        if self._stdin is None:
+            return
         frames, self._frames = self._frames, []
-        if self._stdin is not None and frames:
+        if frames:
             self._stdin.write(b"".join(frames))
 
     # --- worker lifecycle ---------------------------------------------------
@@ -171,8 +182,9 @@ class Mirrorer:
     def ensure_started(self) -> None:
         """Start the worker in the background if it is not running (routes gained a mirror).
 
-        Copies offered before it is ready are dropped and counted. Outside a
-        running event loop this does nothing (then :meth:`start` does it).
+        Copies offered before it is ready are held (within the outstanding bounds)
+        and handed over once it is. Outside a running event loop this does nothing
+        (then :meth:`start` does it).
         """
         if self._supervisor is not None or self._stopping:
             return
@@ -229,6 +241,7 @@ class Mirrorer:
             )
         except OSError as exc:
             log.error("cannot start the mirror worker (%s): copies are dropped", exc)
+            self._lose_outstanding()
             _resolve(ready)
             return
         assert proc.stdin is not None
@@ -239,11 +252,19 @@ class Mirrorer:
             except TimeoutError:
                 first = b""
             if first != READY:
-                log.error("mirror worker did not start (said %r): copies are dropped", first)
+                log.error(
+                    "mirror worker did not start (said %r): the copies held for it are dropped",
+                    first,
+                )
             else:
                 self._stdin = proc.stdin
                 self.pid = proc.pid
-                log.info("mirror worker %d started", proc.pid)
+                log.info(
+                    "mirror worker %d started (%d copies held while it started)",
+                    proc.pid,
+                    len(self._frames),
+                )
+                self._flush()
                 _resolve(ready)
                 while line := await proc.stdout.readline():
                     self._apply(line)
@@ -251,7 +272,6 @@ class Mirrorer:
             _resolve(ready)
             self._stdin = None
             self.pid = None
-            self._frames = []
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
@@ -279,7 +299,9 @@ class Mirrorer:
             child.inc(n)
 
     def _lose_outstanding(self) -> None:
-        """A worker ended: its unreported copies never reached a shadow's count."""
+        """A worker ended (or never started): its unreported copies, and those held for
+        it, never reached a shadow's count."""
+        self._frames = []
         for (model, shadow), n in self.outstanding.items():
             if n > 0:
                 self.count(model, shadow, "dropped", n)

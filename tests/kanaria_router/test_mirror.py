@@ -184,7 +184,7 @@ def test_a_mirror_added_by_a_reload_starts_the_worker(
     router: RouterFactory, shared_backends: dict[str, Backend]
 ) -> None:
     """A router started without a mirror runs no mirror worker; a reload that adds
-    one starts it, and copies flow (those offered while it starts are dropped)."""
+    one starts it, and the copies made while it starts are held and sent, not dropped."""
     b = shared_backends
     versions = {"v1": (b["v1"], 100), "v2": (b["v2"], 0)}
     r = router(routes({"fraud": {"versions": versions}}))
@@ -200,9 +200,15 @@ def test_a_mirror_added_by_a_reload_starts_the_worker(
             "the reload",
         )
 
-        def copies_flow() -> bool:
+        # A burst right after the reload: the worker (a new interpreter) is not ready yet.
+        for _ in range(40):
             assert infer(c).status_code == 200
-            return r.metric(MIRROR, model="fraud", version="v2", outcome="sent") > 0
+        assert r.metric("kanaria_router_mirror_worker_resident_memory_bytes") == 0
 
-        procs.wait_until(copies_flow, 30, "copies once the worker is up", 0.1)
+        def all_sent() -> bool:
+            return r.metric(MIRROR, model="fraud", version="v2", outcome="sent") == 40
+
+        procs.wait_until(all_sent, 30, "the 40 held copies sent once the worker is up", 0.1)
+        assert r.metric(MIRROR, model="fraud", outcome="dropped") == 0
+        assert r.metric(COMPARE, model="fraud", version="v2", result="agree") == 40
     assert len(procs.children(r.proc.pid, "mirror_worker")) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 
 import pytest
 from kanaria_router.metrics import RouterMetrics
@@ -105,6 +106,64 @@ def test_the_worker_reports_every_copy_and_the_bound_holds() -> None:
             await mirror.stop()
         assert not mirror.running
         assert _worker_samples(metrics) == {}  # no worker, no series
+
+    asyncio.run(scenario())
+
+
+def test_copies_offered_while_the_worker_starts_are_held_within_both_bounds() -> None:
+    """The worker starts in the background (a reload added the first mirror): copies
+    offered meanwhile are held, up to the same count and byte bounds, and handed over
+    once it is ready; only those past the bounds are dropped."""
+
+    async def scenario() -> None:
+        url = f"http://127.0.0.1:{procs.free_port()}/infer"  # refuses: each copy fails fast
+        by_count = RouterMetrics()
+        mirror = Mirrorer(by_count, 3, 1, 1.0, 0, priority="normal")
+        by_bytes = RouterMetrics()
+        heavy = Mirrorer(by_bytes, 100, 1, 1.0, 0, priority="normal", max_bytes=250)
+        try:
+            for m in (mirror, heavy):
+                m.ensure_started()
+                assert not m.running
+                assert not m.full()
+            for i in range(6):
+                mirror.offer(_job(str(i), url))
+                big = _job(str(i), url)
+                heavy.offer(MirrorJob(**{**big.__dict__, "body": b"x" * 98}))  # 100 bytes
+            assert not mirror.running  # all offered before the worker could be ready
+            assert mirror.total_outstanding == 4  # queue_size 3 + concurrency 1
+            assert _mirror_count(by_count, "dropped") == 2
+            assert heavy.total_outstanding == 2  # 2 x 100 bytes fit in 250
+            assert heavy.outstanding_bytes == 200
+            assert _mirror_count(by_bytes, "dropped") == 4
+            # held, not lost: every held copy reaches the worker and is reported
+            await _until(lambda: _mirror_count(by_count, "failed") == 4, "4 held copies sent")
+            await _until(lambda: _mirror_count(by_bytes, "failed") == 2, "2 held copies sent")
+            assert mirror.running
+            assert mirror.total_outstanding == heavy.total_outstanding == 0
+            assert heavy.outstanding_bytes == 0
+            assert _mirror_count(by_count, "dropped") == 2
+            assert _mirror_count(by_bytes, "dropped") == 4
+        finally:
+            await mirror.stop()
+            await heavy.stop()
+
+    asyncio.run(scenario())
+
+
+def test_copies_held_for_a_worker_that_cannot_start_are_dropped_and_counted() -> None:
+    async def scenario() -> None:
+        metrics = RouterMetrics()
+        mirror = Mirrorer(metrics, 10, 1, 1.0, 0, priority="normal")
+        mirror.command = [sys.executable, "-c", "print('not a mirror worker')"]
+        mirror.ensure_started()
+        for i in range(3):
+            mirror.offer(_job(str(i)))
+        assert mirror.total_outstanding == 3
+        await _until(lambda: _mirror_count(metrics, "dropped") == 3, "the held copies counted")
+        assert mirror.total_outstanding == 0
+        assert mirror.outstanding_bytes == 0
+        await mirror.stop()
 
     asyncio.run(scenario())
 
