@@ -1,6 +1,6 @@
 """Router benchmark: Kanaria's router vs nginx, FastAPI + httpx and a bare aiohttp proxy.
 
-Two setups in one run. (1) Capacity: every proxy in front of a stub backend
+Three setups in one run. (1) Capacity: every proxy in front of a stub backend
 (nginx answering a fixed, valid V2 body with ``return 200``), so the proxy's own
 cost is what is measured. (2) Realistic: Kanaria's small model server (MLP
 64-256-256-10, ``kanaria serve-model``) behind each proxy.
@@ -12,16 +12,18 @@ p99, errors and, for Kanaria's router, its own CPU time per request (utime +
 stime from ``/proc/PID/stat`` over the run; every proxy's is measured, since on a
 busy machine CPU per request drifts far less than req/s). Kanaria's router is run with a
 90/10 weighted split; then with the split plus 100% mirroring to a third
-version (copies at the default idle priority, then at the clients' priority, so
+version (copies at the default priority, then at the clients' priority, so
 that every copy is sent); then with a shadow that takes 100 ms per answer, and
 its client p99 is compared with the split's over several alternating runs
 (``--tail-rounds``) to show it does not move. For the mirroring proxies the
 shadow copies per second sent and dropped are read from the router's /metrics.
-Numbers on a shared machine drift between runs: read the ratios against the
-baselines measured in the same run.
+(3) Mirror worker priority: ``idle`` against ``low``, the share of copies a
+shadow gets when the router's core is saturated and what it costs the clients'
+p99 (``--priorities`` runs only this). Numbers on a shared machine drift between
+runs: read the ratios against the baselines measured in the same run.
 
     python -m bench --only router [--quick]
-    python -m bench.router [--quick] [--duration S] [--connections 1,8,64]
+    python -m bench.router [--quick] [--duration S] [--connections 1,8,64] [--priorities]
 """
 
 from __future__ import annotations
@@ -286,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-realistic", action="store_true", help="skip setup (2), the model server"
     )
+    parser.add_argument(
+        "--priorities",
+        action="store_true",
+        help="only the mirror worker priority check (3): idle vs low on a saturated core",
+    )
     args = parser.parse_args(argv)
     seconds = 2.0 if args.quick else args.duration
     rounds = 1 if args.quick else max(1, args.rounds)
@@ -305,10 +312,69 @@ def main(argv: list[str] | None = None) -> int:
         b = Bench(
             tmp, body, connections, seconds, rounds, tail_rounds, args.proxy_cpu, args.aux_cpu
         )
+        if args.priorities:
+            priorities(b, tmp, args.aux_cpu)
+            return 0
         capacity(b, tmp, args.aux_cpu)
+        priorities(b, tmp, args.aux_cpu)
         if not args.no_realistic:
             realistic(b, tmp, args.aux_cpu)
     return 0
+
+
+def priorities(b: Bench, tmp: Path, aux_cpu: str | None) -> None:
+    """Setup (3): which mirror worker priority gives a shadow copies on a saturated core,
+    and what it costs the clients.
+
+    The router and its worker share the pinned proxy CPU, which the clients at the
+    top connection count keep busy. For ``idle`` (SCHED_IDLE) and ``low`` (nice 19)
+    it reports, per connection count, the share of copies the shadow answered and the
+    clients' p99 against the split's over alternating runs (medians), with a shadow
+    as fast as the stub and with the 100 ms shadow whose published figure is the
+    bound (+10%).
+    """
+    ports = [free_port() for _ in range(3)]
+    stub = stub_conf(tmp, ports)
+    v1, v2, v3 = (f"http://127.0.0.1:{p}" for p in ports)
+    shadow_port = free_port()
+    slow = f"http://127.0.0.1:{shadow_port}"
+    slow_cmd = [sys.executable, "-m", "bench.router_slow_shadow", "--port", str(shadow_port)]
+    with ExitStack() as stack:
+        stub_cmd = [nginx_binary(), "-c", str(stub), "-p", str(stub.parent)]
+        stack.enter_context(process(pinned(aux_cpu, stub_cmd), f"{v1}/", tmp / "stub-p.log"))
+        stack.enter_context(
+            process(
+                pinned(aux_cpu, [*slow_cmd, "--delay", "0.1"]),
+                f"{slow}/v2/health/ready",
+                tmp / "slow-shadow-p.log",
+            )
+        )
+        proxies = [b.kanaria(stack, SPLIT, v1, v2, None)]
+        for priority in ("idle", "low"):
+            env = {"KANARIA_MIRROR_PRIORITY": priority}
+            proxies.append(b.kanaria(stack, f"{MIRROR} @ {priority}", v1, v2, v3, env))
+            proxies.append(b.kanaria(stack, f"{SLOW} @ {priority}", v1, v2, slow, env))
+        results = b.measure(proxies)
+        tails = b.tails(proxies, b.tail_rounds, min(b.seconds, 4.0))
+    table("(3) mirror worker priority (the router's core is saturated at the top count)",
+          results, b.connections)  # fmt: skip
+    print("\n## mirror priority: copies answered and client p99 (issue 14)")
+    for c in b.connections:
+        base = statistics.median(tails[SPLIT][c])
+        for p in proxies[1:]:
+            r = results[p.label][c]
+            copies = r.copies or {}
+            made = sum(copies.values())
+            share = copies.get("sent", 0) / made if made else 0.0
+            p99 = statistics.median(tails[p.label][c])
+            change = p99 / base - 1
+            runs = ", ".join(f"{x:.2f}" for x in tails[p.label][c])
+            ratio = r.rps / results[SPLIT][c].rps
+            print(f"{p.label} @{c}: copies answered {copies.get('sent', 0):,.0f}/s of "
+                  f"{made:,.0f}/s ({share:.1%}); client p99 median {base:.2f} -> {p99:.2f} ms "
+                  f"vs split ({change:+.0%}; bound <= +10%): {verdict(change <= 0.10)}; "
+                  f"{ratio:.2f}x split req/s  [p99 runs: {runs}]")  # fmt: skip
+    sys.stdout.flush()
 
 
 def capacity(b: Bench, tmp: Path, aux_cpu: str | None) -> None:

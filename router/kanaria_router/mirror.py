@@ -6,9 +6,9 @@ which sends it, compares the shadow's answer with the primary's and reports the
 outcome. Why a process rather than tasks on the router's own event loop: a
 copy costs as much CPU as a primary, and on the router's loop that CPU came out
 of the primaries' latency (a 100 ms shadow raised client p99 by 40-60% at
-saturation). The worker runs at a lower priority (``SCHED_IDLE`` by default), so
-the kernel gives live requests the CPU first, and copies use what is left, on
-this core or any other.
+saturation). The worker runs at a lower priority (nice 19 by default), so the
+kernel gives live requests the CPU first, and copies use what is left, on this
+core or any other, plus a small guaranteed share on a saturated core.
 
 What the router still does per copy is small: encode one frame (a few
 microseconds) and write the frames of a loop pass in one call. It counts copies
@@ -81,7 +81,7 @@ class Mirrorer:
         concurrency: int,
         timeout_s: float,
         disagreement_logs_per_minute: int,
-        priority: str = "idle",
+        priority: str = "low",
         max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.metrics = metrics

@@ -6,18 +6,22 @@ sends each to its shadow with at most ``--concurrency`` in flight, compares the
 shadow's answer with the primary's, and writes outcome reports to standard
 output. It lowers its own CPU priority first (``--priority``):
 
-- ``idle`` (default): Linux ``SCHED_IDLE``. The worker runs only on CPU time
-  nothing else wants, and a client request waking the router takes the CPU from
-  it at once. (Plain ``nice 19`` is not enough for that: the kernel lets the
-  running task finish its slice, ~1.5 ms, which showed as +0.8 ms client p99.)
-- ``low``: ``nice 19``: a small guaranteed share (~1.5%) under contention.
+- ``low`` (default): ``nice 19``: copies get CPU time nothing else wants, plus a
+  small guaranteed share (~1.5% of a core) under contention, so a shadow still
+  gets copies when the router's core is saturated (bench/README.md, setup 3).
+- ``idle``: Linux ``SCHED_IDLE``. The worker runs only on CPU time nothing else
+  wants, and a client request waking the router takes the CPU from it at once
+  (with ``low`` the kernel may let the running worker finish its slice, ~1.5 ms,
+  which once showed as +0.8 ms client p99 at low load); on a saturated core it
+  gets next to nothing, so a shadow starves (it may not even finish starting:
+  copies are then held, then dropped and counted).
 - ``normal``: the router's priority: every copy is sent, at the clients' expense.
 
 When copies get too little CPU the router, which bounds the copies outstanding,
 drops and counts the rest instead of slowing its clients. The end of standard
 input (the router stopped or died) ends the worker.
 
-    python -m kanaria_router.mirror_worker --concurrency 16 --timeout 10 --priority idle
+    python -m kanaria_router.mirror_worker --concurrency 16 --timeout 10 --priority low
 """
 
 from __future__ import annotations
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="copies in flight at once")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per copy")
     parser.add_argument("--disagreement-logs-per-minute", type=int, default=60)
-    parser.add_argument("--priority", choices=PRIORITIES, default="idle", help="CPU priority")
+    parser.add_argument("--priority", choices=PRIORITIES, default="low", help="CPU priority")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -74,11 +74,13 @@ class RouterSettings(BaseSettings):
     with large tensors this bound, not the count, keeps the router's memory in check."""
     mirror_concurrency: int = Field(default=16, ge=1)
     """Mirror copies in flight to shadows at once."""
-    mirror_priority: Literal["idle", "low", "normal"] = "idle"
+    mirror_priority: Literal["idle", "low", "normal"] = "low"
     """CPU priority of the mirror worker process that sends and compares copies:
-    ``idle`` (Linux SCHED_IDLE) gives copies only CPU time nothing else wants and
-    never makes a client wait for one; ``low`` (nice 19) guarantees copies a small
-    share; ``normal`` sends every copy at the clients' priority. Copies the worker
+    ``low`` (nice 19, the default) gives copies the CPU time clients leave plus a
+    small guaranteed share (~1.5% of a core), so a shadow gets copies even on a
+    saturated core; ``idle`` (Linux SCHED_IDLE) gives copies only CPU time nothing
+    else wants (a saturated router then starves its shadow); ``normal`` sends every
+    copy at the clients' priority. Copies the worker
     cannot keep up with are dropped and counted (``outcome="dropped"``)."""
     mirror_timeout_s: float = Field(default=10.0, gt=0)
     """Seconds a shadow has to answer a copy before the copy counts as failed."""
