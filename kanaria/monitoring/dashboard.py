@@ -99,6 +99,7 @@ def _rows() -> tuple[RowSpec, ...]:
     req = m.ROUTER_REQUESTS
     ok = 'code!~"5.."'
     agree = 'result="agree"'
+    sent = 'outcome="sent"'
     correct = 'result="correct"'
     labelled = 'result=~"correct|incorrect"'
     shadow_keys = f"{VERSION_KEYS}, baseline"
@@ -276,6 +277,23 @@ def _rows() -> tuple[RowSpec, ...]:
                     unit="reqps",
                     per_version=True,
                 ),
+                PanelSpec(
+                    "Mirrored copies the shadow answered (0 = starved)",
+                    "Share of the copies made for a shadow that it answered. At 0 while copies "
+                    "are made, the shadow is starved: the router drops its copies (the mirror "
+                    "worker gets no CPU, or the shadow does not answer), so a shadow stage gets "
+                    "no evidence; see KANARIA_MIRROR_PRIORITY.",
+                    (
+                        Query(
+                            f"{_sum_rate(VERSION_KEYS, m.ROUTER_MIRROR, sent)}"
+                            f" / ({_sum_rate(VERSION_KEYS, m.ROUTER_MIRROR)} > 0)",
+                            V,
+                        ),
+                    ),
+                    unit="percentunit",
+                    per_version=True,
+                    max_value=1,
+                ),
             ),
         ),
         RowSpec(
@@ -407,7 +425,7 @@ def _rows() -> tuple[RowSpec, ...]:
                 PanelSpec(
                     "CPU by process",
                     "CPU cores used by each Kanaria process (a router's mirror worker, which "
-                    "sends shadow copies at idle priority, is its own series).",
+                    "sends shadow copies at low priority, is its own series).",
                     (
                         Query(
                             f"sum by ({COMPONENT_LABEL}, namespace, instance) "

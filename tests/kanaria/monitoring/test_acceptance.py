@@ -292,6 +292,20 @@ def test_per_version_panels_show_every_routed_version(stack: Stack) -> None:
     assert min(agreement) < 1.0
 
 
+def test_the_starvation_panel_reads_the_share_of_copies_the_shadow_answered(
+    stack: Stack,
+) -> None:
+    """Copies reach the shadow v3 here: the share answered is positive (0 would read
+    "starved"), per shadow version only, and never above 1."""
+    expr = next(
+        q.expr for p, q in dashboard.all_queries() if p.title.startswith("Mirrored copies the")
+    )
+    procs.wait_until(lambda: bool(_result(stack, expr)), 60, "mirrored copies of v3")
+    series = _result(stack, expr)
+    assert {r["metric"]["version"] for r in series} == {"v3"}
+    assert all(0.0 < float(r["value"][1]) <= 1.0 for r in series), series
+
+
 def test_every_alert_and_annotation_expression_parses_and_the_rules_load_healthy(
     stack: Stack,
 ) -> None:
