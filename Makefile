@@ -9,13 +9,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: help setup system-deps control-plane lint typecheck check-imports test test-fast demo bench crd kind-up kind-down clean
+.PHONY: help setup system-deps control-plane images lint typecheck check-imports test test-fast demo bench crd kind-up kind-down clean
 
 help:
 	@echo "make demo   - generate demo models and run a local rollout end to end"
 	@echo "make test   - lint, type checks and the whole test suite (installs what it needs)"
 	@echo "make lint   - ruff, import rules, Dockerfile lint"
 	@echo "make bench  - benchmarks, printed as ratios against same-run baselines"
+	@echo "make images - build the three images with podman (+ docker-archive tarballs)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +31,12 @@ system-deps:
 
 control-plane:
 	bash scripts/build-control-plane.sh >/dev/null
+
+# The operator, router and model-server images, tagged by content (a warm run builds
+# nothing), on a base built from Debian packages unless KANARIA_BASE_IMAGE names one;
+# the last line printed is JSON with the references and archive paths.
+images: system-deps
+	bash scripts/build-images.sh --save
 
 check-imports: setup
 	$(PY) scripts/check_imports.py

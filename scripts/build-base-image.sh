@@ -8,8 +8,8 @@
 # The root filesystem is a minbase bookworm made by mmdebstrap from the apt
 # sources this machine already uses (read with `apt-get indextargets`, so no
 # mirror host is written here), imported with `podman import`. The tag is a
-# hash of what decides the content: this script, the suite, the package list
-# and the sources lines. An image with that tag already present is reused.
+# hash of what decides the content: this script (without comments), the
+# suite, the package list and the sources lines. An image with that tag already present is reused.
 #
 # Environment:
 #   KANARIA_DEBIAN_SUITE   suite (default bookworm: Python 3.11, as the public image)
@@ -34,6 +34,7 @@ sources_lines() {
         echo "deb ${KANARIA_DEBIAN_MIRROR} ${SUITE}-updates main"
         return
     fi
+    # shellcheck disable=SC2016  # $(...) are apt's format fields, not shell
     apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Identifier: Packages' \
         | awk -v s="$SUITE" '$3 == "main" && ($2 == s || $2 == s "-updates" || $2 == s "-security") {
               print "deb " $1 " " $2 " main" }' \
@@ -49,7 +50,7 @@ fi
 
 HASH="$(
     {
-        cat "$0"
+        sed '/^[[:space:]]*#/d' "$0" # comments do not change the image
         echo "$SUITE"
         echo "$INCLUDE"
         echo "$SOURCES"

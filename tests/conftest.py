@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.controlplane"]
-"""The session-scoped ``control_plane`` and per-test ``namespace`` fixtures."""
+pytest_plugins = ["tests.support.controlplane", "tests.support.images"]
+"""The session-scoped ``control_plane`` and per-test ``namespace`` fixtures; the
+session-scoped ``images`` (the three images built with podman, and their archives)."""
 
 
 @pytest.fixture
