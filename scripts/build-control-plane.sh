@@ -6,7 +6,9 @@
 #
 # Output: a version-keyed directory (printed on the last line of stdout) that
 # holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-# kwok and helm, plus kwok-stages.yaml (kwok's own "fast" node and pod stages,
+# kwok and helm; the node parts kubelet, kube-proxy, a CoreDNS with only the
+# plugins a sealed test cluster uses, and the pause binary (static, from the
+# kubernetes module's own pause.c) for the sandbox image; plus kwok-stages.yaml (kwok's own "fast" node and pod stages,
 # copied from its module: the kwok binary simulates nothing without them). A
 # second run finds them and builds nothing. If KUBEBUILDER_ASSETS points at a
 # directory that already has all of these, that directory is used as it is.
@@ -16,7 +18,9 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm
+  kubelet kube-proxy coredns pause)
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
@@ -35,7 +39,7 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && have_all "$KUBEBUILDER_ASSETS"; then
 fi
 
 CACHE_ROOT="${KANARIA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kanaria}"
-OUT="$CACHE_ROOT/control-plane/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+OUT="$CACHE_ROOT/control-plane/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_coredns-${COREDNS_VERSION}"
 if have_all "$OUT"; then
   log "cached: $OUT"
   echo "$OUT"
@@ -62,11 +66,13 @@ fi
 # --- Kubernetes: k8s.io/kubernetes requires its staging modules at v0.0.0 and
 # replaces them with ./staging paths, which do not exist in the module zip.
 # Read the list from its own go.mod and map each to the matching v0.X.Y tag.
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 have_all_k8s() {
-  [[ -x "$OUT/kube-apiserver" && -x "$OUT/kube-controller-manager" && -x "$OUT/kube-scheduler" && -x "$OUT/kubectl" ]]
+  local c
+  for c in "${K8S_CMDS[@]}"; do [[ -x "$OUT/$c" ]] || return 1; done
 }
 if ! have_all_k8s; then
-  log "building Kubernetes $K8S_VERSION (apiserver, controller-manager, scheduler, kubectl)"
+  log "building Kubernetes $K8S_VERSION (${K8S_CMDS[*]})"
   staging_version="v0.${K8S_VERSION#v1.}"
   mkdir -p "$WORK/k8s" && cd "$WORK/k8s"
   gomod="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')"
@@ -85,8 +91,7 @@ if ! have_all_k8s; then
   minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   pkg=k8s.io/component-base/version
   ldflags="-s -w -X $pkg.gitVersion=${K8S_VERSION} -X $pkg.gitMajor=1 -X $pkg.gitMinor=${minor} -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-  pkgs=(); for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  pkgs=(); for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   go mod tidy >/dev/null 2>&1 || true
   for p in "${pkgs[@]}"; do go get "$p@${K8S_VERSION}" >/dev/null 2>&1 || true; done
   go build -trimpath -ldflags "$ldflags" -o "$OUT/" "${pkgs[@]}"
@@ -117,6 +122,55 @@ fi
 if [[ ! -x "$OUT/helm" ]]; then
   log "building helm $HELM_VERSION"
   GOBIN="$OUT" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+fi
+
+# --- pause: the sandbox image's only binary, from the kubernetes module's own source.
+if [[ ! -x "$OUT/pause" ]]; then
+  log "building pause from k8s.io/kubernetes@$K8S_VERSION"
+  src="$(go env GOMODCACHE)/k8s.io/kubernetes@${K8S_VERSION}/build/pause/linux/pause.c"
+  [[ -f "$src" ]] || (mkdir -p "$WORK/pause" && cd "$WORK/pause" && go mod download "k8s.io/kubernetes@${K8S_VERSION}")
+  command -v gcc >/dev/null || { log "gcc is required to build the pause binary"; exit 1; }
+  gcc -Os -static -DVERSION="\"${K8S_VERSION}\"" -o "$OUT/pause" "$src"
+  strip "$OUT/pause" 2>/dev/null || true
+fi
+
+# --- CoreDNS with only the plugins a sealed cluster needs (no forward: nothing
+# is resolved upstream). Registering fewer plugins also builds in about a minute.
+if [[ ! -x "$OUT/coredns" ]]; then
+  log "building CoreDNS $COREDNS_VERSION"
+  mkdir -p "$WORK/coredns" && cd "$WORK/coredns"
+  cat > main.go <<'GO'
+// A CoreDNS with the plugins a sealed Kubernetes test cluster needs.
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+)
+
+func init() {
+	// The order in which a query passes the plugins, as in CoreDNS's plugin.cfg.
+	dnsserver.Directives = []string{
+		"reload", "bind", "ready", "health", "errors", "log", "loadbalance", "cache", "kubernetes",
+	}
+}
+
+func main() { coremain.Run() }
+GO
+  go mod init kanaria.local/coredns-build >/dev/null 2>&1
+  go get "github.com/coredns/coredns@${COREDNS_VERSION}" >/dev/null 2>&1
+  go mod tidy >/dev/null 2>&1
+  go build -trimpath -ldflags "-s -w" -o "$OUT/coredns" .
 fi
 
 have_all "$OUT" || { log "build incomplete in $OUT"; exit 1; }

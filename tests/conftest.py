@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.controlplane", "tests.support.images"]
+pytest_plugins = [
+    "tests.support.controlplane",
+    "tests.support.images",
+    "tests.support.node",
+    "tests.kanaria_operator.node_env",
+]
 """The session-scoped ``control_plane`` and per-test ``namespace`` fixtures; the
-session-scoped ``images`` (the three images built with podman, and their archives)."""
+session-scoped ``images`` (the three images built with podman, and their archives);
+the real node (``real_node``) and the product on it (``platform``)."""
 
 
 @pytest.fixture

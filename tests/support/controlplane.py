@@ -46,7 +46,13 @@ BINARIES = (
     "kubectl",
     "kwok",
     "helm",
+    "kubelet",
+    "kube-proxy",
+    "coredns",
+    "pause",
 )
+"""Everything scripts/build-control-plane.sh builds: the kwok tier uses the first
+seven, the real node (tests/support/node.py) the rest too."""
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 FAKE_NODES = ("kwok-node-0", "kwok-node-1")
 STARTUP_TIMEOUT = 120.0
@@ -96,11 +102,21 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_certificates(pki: Path) -> None:
-    """A CA, the apiserver's serving cert, an admin client cert and the SA key pair.
+ADMIN_SUBJECT = "/O=system:masters/CN=kanaria-admin"
 
-    The openssl CLI is used rather than a Python crypto library so the test
-    environment needs nothing beyond what every Debian system has.
+
+def make_certificates(
+    pki: Path,
+    server_ips: Sequence[str] = ("127.0.0.1",),
+    clients: dict[str, str] | None = None,
+) -> None:
+    """A CA, the apiserver's serving cert, client certs and the SA key pair.
+
+    ``server_ips`` go into the serving cert's SANs (a real node's cluster adds its
+    node IP and the ``kubernetes`` Service IP). ``clients`` maps file stems to
+    subjects; ``admin`` (system:masters) is always made. The openssl CLI is used
+    rather than a Python crypto library so the test environment needs nothing
+    beyond what every Debian system has.
     """
     pki.mkdir(parents=True, exist_ok=True)
     days = "2"
@@ -109,15 +125,20 @@ def make_certificates(pki: Path) -> None:
         "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=kanaria-test-ca",
         "-days", days, "-out", "ca.crt", cwd=pki,
     )  # fmt: skip
+    sans = [f"IP:{ip}" for ip in server_ips] + [
+        "DNS:localhost",
+        "DNS:kubernetes",
+        "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc",
+        "DNS:kubernetes.default.svc.cluster.local",
+    ]
     (pki / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"
-        "extendedKeyUsage=serverAuth\n"
+        f"subjectAltName={','.join(sans)}\nextendedKeyUsage=serverAuth\n"
     )
     (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subject, ext in (
-        ("server", "/CN=kube-apiserver", "server.ext"),
-        ("admin", "/O=system:masters/CN=kanaria-admin", "client.ext"),
-    ):
+    certs = [("server", "/CN=kube-apiserver", "server.ext"), ("admin", ADMIN_SUBJECT, "client.ext")]
+    certs += [(name, subject, "client.ext") for name, subject in (clients or {}).items()]
+    for name, subject, ext in certs:
         _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
         _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr",
                  cwd=pki)  # fmt: skip
@@ -129,8 +150,8 @@ def make_certificates(pki: Path) -> None:
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
 
-def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
-    """An admin kubeconfig (system:masters client certificate) for tests and components."""
+def write_kubeconfig(path: Path, server: str, pki: Path, user: str = "admin") -> None:
+    """A kubeconfig for the client certificate ``pki/<user>.crt`` (admin: system:masters)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -142,15 +163,15 @@ def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
         ],
         "users": [
             {
-                "name": "admin",
+                "name": user,
                 "user": {
-                    "client-certificate": str(pki / "admin.crt"),
-                    "client-key": str(pki / "admin.key"),
+                    "client-certificate": str(pki / f"{user}.crt"),
+                    "client-key": str(pki / f"{user}.key"),
                 },
             }
         ],
         "contexts": [
-            {"name": "kanaria-test", "context": {"cluster": "kanaria-test", "user": "admin"}}
+            {"name": "kanaria-test", "context": {"cluster": "kanaria-test", "user": user}}
         ],
         "current-context": "kanaria-test",
     }

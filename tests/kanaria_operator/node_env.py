@@ -1,0 +1,289 @@
+"""The product on the real node: images loaded, Prometheus with Kubernetes service
+discovery, the chart installed with helm, and a model-file server pod.
+
+Session fixtures, registered in ``tests/conftest.py``; the tests that use them are
+``tests/kanaria_operator/test_node_*.py``. Everything runs for real: the
+operator, routers and model servers are pods from the images built here, the
+gates read a real Prometheus that found those pods through the API server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from kanaria.modelgen import mlp_classifier
+from tests.support import hostnet, procs
+from tests.support.controlplane import REPO
+from tests.support.images import Images
+from tests.support.node import NodeCluster
+
+CHART = REPO / "helm" / "kanaria"
+RELEASE_NAMESPACE = "kanaria-system"
+MODELS_NAMESPACE = "kanaria-models"
+MODEL_VERSIONS = ("v1", "v2", "v3", "v4")
+MODEL_LAYERS = (8, 16, 3)
+"""Small MLP classifiers: 8 features, 3 classes (a few KB each, ConfigMap-sized)."""
+PROMETHEUS_PORT = 19090
+"""On the node IP, which this run owns: reachable by the operator pod and the host."""
+SCRAPE_INTERVAL = "1s"
+WAIT_S = 180.0
+"""Upper bound for anything on the node to happen (not a timing assertion)."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """ONNX files served inside the cluster: version -> (uri, sha256), and the local paths."""
+
+    uris: dict[str, str]
+    sha256: dict[str, str]
+    paths: dict[str, Path]
+
+    def source(self, version: str) -> dict[str, str]:
+        """``spec.model`` for ``version``, sha256 checked by the model server."""
+        return {"version": version, "uri": self.uris[version], "sha256": self.sha256[version]}
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What a real-node test needs: the cluster, the Prometheus URL, the model files."""
+
+    cluster: NodeCluster
+    prometheus_url: str
+    models: ModelFiles
+    images: Images
+
+
+def wait_for(cluster: NodeCluster, *args: str, timeout: float = WAIT_S) -> None:
+    """``kubectl wait`` with our bound, failing with the objects' state."""
+    result = cluster.kubectl("wait", f"--timeout={int(timeout)}s", *args, check=False)
+    if result.returncode != 0:
+        pods = cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
+        events = cluster.kubectl(
+            "get", "events", "-A", "--sort-by=.lastTimestamp", check=False
+        ).stdout
+        raise AssertionError(
+            f"kubectl wait {' '.join(args)}: {result.stderr}\n{pods}\n{events[-4000:]}"
+        )
+
+
+@pytest.fixture(scope="session")
+def node_images(real_node: NodeCluster, images: Images) -> Images:
+    """The three component images, imported into the node's containerd."""
+    for image in images.all():
+        real_node.load_image(image.archive)
+    return images
+
+
+def prometheus_config(cluster: NodeCluster) -> dict[str, Any]:
+    """Kubernetes service discovery of pods, keeping those annotated
+    ``prometheus.io/scrape: "true"`` (as the operator annotates routers and model
+    servers), scraped at the annotated port and path."""
+    pki = cluster.workdir / "pki"
+    tls = {
+        "ca_file": str(pki / "ca.crt"),
+        "cert_file": str(pki / "admin.crt"),
+        "key_file": str(pki / "admin.key"),
+    }
+    annotation = "__meta_kubernetes_pod_annotation_prometheus_io_"
+    return {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "scrape_configs": [
+            {
+                "job_name": "kubernetes-pods",
+                "scrape_interval": SCRAPE_INTERVAL,
+                "scrape_timeout": SCRAPE_INTERVAL,
+                "kubernetes_sd_configs": [
+                    {"role": "pod", "api_server": cluster.server, "tls_config": tls}
+                ],
+                "relabel_configs": [
+                    {
+                        "source_labels": [f"{annotation}scrape"],
+                        "regex": "true",
+                        "action": "keep",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_ip", f"{annotation}port"],
+                        "regex": "(.+);(\\d+)",
+                        "replacement": "$1:$2",
+                        "target_label": "__address__",
+                    },
+                    {
+                        "source_labels": [f"{annotation}path"],
+                        "regex": "(.+)",
+                        "target_label": "__metrics_path__",
+                    },
+                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            }
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def node_prometheus(real_node: NodeCluster) -> Iterator[str]:
+    """Debian's Prometheus on the host, finding pods through the node's API server."""
+    binary = procs.require_binary("prometheus", "the real-node gates query a real one")
+    work = Path(tempfile.mkdtemp(prefix="kanaria-node-prom-"))
+    (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(real_node)))
+    url = f"http://{hostnet.NODE_IP}:{PROMETHEUS_PORT}"
+    with procs.running(
+        [
+            binary,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address={hostnet.NODE_IP}:{PROMETHEUS_PORT}",
+            "--log.level=warn",
+        ],
+        real_node.log_dir,
+        "prometheus",
+        ready_url=f"{url}/-/ready",
+    ):
+        yield url
+
+
+def _generate_models(directory: Path) -> dict[str, Path]:
+    return {
+        v: mlp_classifier(directory / f"{v}.onnx", layers=MODEL_LAYERS, seed=i)
+        for i, v in enumerate(MODEL_VERSIONS)
+    }
+
+
+def model_server_objects(files: dict[str, Path], image: str) -> list[dict[str, Any]]:
+    """A plain HTTP server pod holding the ONNX files (a ConfigMap), and its Service."""
+    labels = {"app.kubernetes.io/name": "model-files"}
+    binary = {p.name: base64.b64encode(p.read_bytes()).decode() for p in files.values()}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "model-files"},
+            "binaryData": binary,
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "model-files", "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+                        "containers": [
+                            {
+                                "name": "http",
+                                "image": image,
+                                "imagePullPolicy": "Never",
+                                "command": ["python", "-m", "http.server", "8000"],
+                                "workingDir": "/models",
+                                "ports": [{"name": "http", "containerPort": 8000}],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/v1.onnx", "port": "http"},
+                                    "periodSeconds": 2,
+                                },
+                                "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+                            }
+                        ],
+                        "volumes": [{"name": "models", "configMap": {"name": "model-files"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "model-files"},
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "http", "port": 80, "targetPort": 8000}],
+            },
+        },
+    ]
+
+
+@pytest.fixture(scope="session")
+def node_models(real_node: NodeCluster, node_images: Images) -> ModelFiles:
+    """ONNX files served by an HTTP pod inside the cluster."""
+    directory = Path(tempfile.mkdtemp(prefix="kanaria-node-models-"))
+    files = _generate_models(directory)
+    real_node.kubectl("create", "namespace", MODELS_NAMESPACE)
+    real_node.apply(
+        *model_server_objects(files, node_images.server.ref), namespace=MODELS_NAMESPACE
+    )
+    wait_for(real_node, "--for=condition=Available", "-n", MODELS_NAMESPACE,
+             "deployment/model-files")  # fmt: skip
+    base = f"http://model-files.{MODELS_NAMESPACE}.svc.cluster.local"
+    return ModelFiles(
+        uris={v: f"{base}/{p.name}" for v, p in files.items()},
+        sha256={v: hashlib.sha256(p.read_bytes()).hexdigest() for v, p in files.items()},
+        paths=files,
+    )
+
+
+def chart_values(images: Images, prometheus_url: str) -> dict[str, Any]:
+    """The chart's values for images that exist only on this node."""
+
+    def image(ref: str) -> dict[str, str]:
+        repository, tag = ref.rsplit(":", 1)
+        return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+    return {
+        "operator": {
+            "image": image(images.operator.ref),
+            "prometheusUrl": prometheus_url,
+            "resyncIntervalSeconds": 2,
+        },
+        "router": {"image": image(images.router.ref)},
+        "modelServer": {"image": image(images.server.ref)},
+    }
+
+
+@pytest.fixture(scope="session")
+def platform(
+    real_node: NodeCluster,
+    node_images: Images,
+    node_prometheus: str,
+    node_models: ModelFiles,
+) -> Platform:
+    """``helm install`` of the chart, with the operator pod Ready."""
+    values = Path(tempfile.mkdtemp(prefix="kanaria-node-values-")) / "values.yaml"
+    values.write_text(yaml.safe_dump(chart_values(node_images, node_prometheus)))
+    real_node.helm(
+        "install", "kanaria", str(CHART), "--namespace", RELEASE_NAMESPACE,
+        "--create-namespace", "-f", str(values), "--wait", "--timeout", f"{int(WAIT_S)}s",
+    )  # fmt: skip
+    wait_for(real_node, "--for=condition=Available", "-n", RELEASE_NAMESPACE,
+             "deployment/kanaria-operator")  # fmt: skip
+    return Platform(real_node, node_prometheus, node_models, node_images)
+
+
+def prometheus_query(url: str, promql: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5)
+    response.raise_for_status()
+    result: list[dict[str, Any]] = response.json()["data"]["result"]
+    return result
+
+
+def service_ip(cluster: NodeCluster, namespace: str, name: str) -> str:
+    """A Service's ClusterIP (the host reaches it through kube-proxy's rules)."""
+    svc = cluster.get_json("service", name, "-n", namespace)
+    ip: str = svc["spec"]["clusterIP"]
+    return ip
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=1, default=str)
