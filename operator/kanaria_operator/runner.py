@@ -20,5 +20,9 @@ def run(settings: OperatorSettings) -> int:
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=liveness,
+        # Without an identity kopf asks getpass.getuser(), which raises KeyError for a
+        # uid with no passwd entry: the image's 65532 in a pod. (kopf's Identity is a
+        # NewType of str that kopf does not export.)
+        identity=settings.identity,  # type: ignore[arg-type]
     )
     return 0
