@@ -154,6 +154,14 @@ STUCK_REASONS = frozenset(
 PROBLEM_CHARS = 400
 
 
+def _last_error_line(log_tail: str) -> str:
+    """The line of a log tail that says what went wrong: the last one naming an error,
+    else the last line (a termination message from logs holds many lines)."""
+    lines = [" ".join(line.split()) for line in log_tail.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or [""])[-1]
+
+
 def pod_problem(pods: list[dict[str, Any]]) -> str | None:
     """Why a version's pods do not run, read from their container statuses (the model
     server's last log lines arrive as the termination message: FallbackToLogsOnError)."""
@@ -165,7 +173,7 @@ def pod_problem(pods: list[dict[str, Any]]) -> str | None:
             if reason not in STUCK_REASONS:
                 continue
             last = (cs.get("lastState") or {}).get("terminated") or {}
-            detail = " ".join(str(last.get("message") or waiting.get("message") or "").split())
+            detail = _last_error_line(str(last.get("message") or waiting.get("message") or ""))
             if last.get("exitCode") is not None:
                 detail = f"exit code {last['exitCode']}" + (f": {detail}" if detail else "")
             text = f"{reason}" + (f" ({detail})" if detail else "")

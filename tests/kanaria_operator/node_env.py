@@ -12,9 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -85,17 +88,79 @@ def node_images(real_node: NodeCluster, images: Images) -> Images:
     return images
 
 
-def prometheus_config(cluster: NodeCluster) -> dict[str, Any]:
-    """Kubernetes service discovery of pods, keeping those annotated
-    ``prometheus.io/scrape: "true"`` (as the operator annotates routers and model
-    servers), scraped at the annotated port and path."""
-    pki = cluster.workdir / "pki"
-    tls = {
-        "ca_file": str(pki / "ca.crt"),
-        "cert_file": str(pki / "admin.crt"),
-        "key_file": str(pki / "admin.key"),
-    }
-    annotation = "__meta_kubernetes_pod_annotation_prometheus_io_"
+ANNOTATION = "__meta_kubernetes_pod_annotation_prometheus_io_"
+
+
+def pod_targets(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Prometheus HTTP SD target groups for running pods, with the ``__meta_kubernetes_*``
+    labels Kubernetes SD would give them (namespace, name, IP, the prometheus.io
+    annotations), so the usual relabelling applies unchanged."""
+    groups = []
+    for pod in pods:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        ip = status.get("podIP")
+        if status.get("phase") != "Running" or not ip:
+            continue
+        labels = {
+            "__meta_kubernetes_namespace": meta["namespace"],
+            "__meta_kubernetes_pod_name": meta["name"],
+            "__meta_kubernetes_pod_ip": ip,
+        }
+        for key, value in (meta.get("annotations") or {}).items():
+            if key.startswith("prometheus.io/"):
+                labels[ANNOTATION + key.removeprefix("prometheus.io/")] = value
+        groups.append({"targets": [f"{ip}:80"], "labels": labels})
+    return groups
+
+
+class PodDiscovery:
+    """Kubernetes pod discovery served as Prometheus HTTP SD.
+
+    Debian builds Prometheus without Kubernetes SD (``kubernetes_sd_configs`` is
+    rejected), so this lists the pods from the node's API server on every refresh
+    and hands Prometheus the same ``__meta_kubernetes_*`` labels. It is the one
+    stand-in of the real-node tier: Prometheus, the scraping and the queries are real.
+    """
+
+    def __init__(self, cluster: NodeCluster) -> None:
+        pki = cluster.workdir / "pki"
+        tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        tls.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        self._client = httpx.Client(base_url=cluster.server, verify=tls, timeout=5)
+        discovery = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps(pod_targets(discovery.pods())).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/targets"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def pods(self) -> list[dict[str, Any]]:
+        response = self._client.get("/api/v1/pods")
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._client.close()
+
+
+def prometheus_config(discovery_url: str) -> dict[str, Any]:
+    """Scrape pods annotated ``prometheus.io/scrape: "true"`` (as the operator annotates
+    routers and model servers) at the annotated port and path."""
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
         "scrape_configs": [
@@ -103,23 +168,17 @@ def prometheus_config(cluster: NodeCluster) -> dict[str, Any]:
                 "job_name": "kubernetes-pods",
                 "scrape_interval": SCRAPE_INTERVAL,
                 "scrape_timeout": SCRAPE_INTERVAL,
-                "kubernetes_sd_configs": [
-                    {"role": "pod", "api_server": cluster.server, "tls_config": tls}
-                ],
+                "http_sd_configs": [{"url": discovery_url, "refresh_interval": "1s"}],
                 "relabel_configs": [
+                    {"source_labels": [f"{ANNOTATION}scrape"], "regex": "true", "action": "keep"},
                     {
-                        "source_labels": [f"{annotation}scrape"],
-                        "regex": "true",
-                        "action": "keep",
-                    },
-                    {
-                        "source_labels": ["__meta_kubernetes_pod_ip", f"{annotation}port"],
+                        "source_labels": ["__meta_kubernetes_pod_ip", f"{ANNOTATION}port"],
                         "regex": "(.+);(\\d+)",
                         "replacement": "$1:$2",
                         "target_label": "__address__",
                     },
                     {
-                        "source_labels": [f"{annotation}path"],
+                        "source_labels": [f"{ANNOTATION}path"],
                         "regex": "(.+)",
                         "target_label": "__metrics_path__",
                     },
@@ -136,21 +195,25 @@ def node_prometheus(real_node: NodeCluster) -> Iterator[str]:
     """Debian's Prometheus on the host, finding pods through the node's API server."""
     binary = procs.require_binary("prometheus", "the real-node gates query a real one")
     work = Path(tempfile.mkdtemp(prefix="kanaria-node-prom-"))
-    (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(real_node)))
+    discovery = PodDiscovery(real_node)
+    (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(discovery.url)))
     url = f"http://{hostnet.NODE_IP}:{PROMETHEUS_PORT}"
-    with procs.running(
-        [
-            binary,
-            f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address={hostnet.NODE_IP}:{PROMETHEUS_PORT}",
-            "--log.level=warn",
-        ],
-        real_node.log_dir,
-        "prometheus",
-        ready_url=f"{url}/-/ready",
-    ):
-        yield url
+    try:
+        with procs.running(
+            [
+                binary,
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address={hostnet.NODE_IP}:{PROMETHEUS_PORT}",
+                "--log.level=warn",
+            ],
+            real_node.log_dir,
+            "prometheus",
+            ready_url=f"{url}/-/ready",
+        ):
+            yield url
+    finally:
+        discovery.close()
 
 
 def _generate_models(directory: Path) -> dict[str, Path]:

@@ -360,7 +360,7 @@ def test_pod_problem_names_the_reason_a_version_cannot_start() -> None:
                     "lastState": {
                         "terminated": {
                             "exitCode": 1,
-                            "message": "model error: sha256 mismatch:\n expected abc",
+                            "message": "INFO: started\nERROR model error: sha256 mismatch\n",
                         }
                     },
                 }
@@ -370,7 +370,7 @@ def test_pod_problem_names_the_reason_a_version_cannot_start() -> None:
     starting = {"status": {"containerStatuses": [{"state": {"waiting": {"reason": "Pulling"}}}]}}
     assert pod_problem([starting]) is None
     assert pod_problem([starting, crashing]) == (
-        "CrashLoopBackOff (exit code 1: model error: sha256 mismatch: expected abc)"
+        "CrashLoopBackOff (exit code 1: ERROR model error: sha256 mismatch)"
     )
     never = {"status": {"containerStatuses": [{"state": {"waiting": {
         "reason": "ErrImageNeverPull", "message": "image x:1 is not present"}}}]}}  # fmt: skip
