@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: help setup system-deps control-plane images lint typecheck check-imports test test-fast demo bench crd kind-up kind-down clean
+.PHONY: help setup system-deps control-plane images lint typecheck check-imports test test-fast node-up demo bench crd kind-up kind-down clean
 
 help:
 	@echo "make demo   - generate demo models and run a local rollout end to end"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint   - ruff, import rules, Dockerfile lint"
 	@echo "make bench  - benchmarks, printed as ratios against same-run baselines"
 	@echo "make images - build the three images with podman (+ docker-archive tarballs)"
+	@echo "make node-up - a real single-node cluster with Kanaria installed (root, Debian, no Docker)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,12 +50,24 @@ lint: setup check-imports
 typecheck: setup
 	$(VENV)/bin/mypy kanaria model_server/kanaria_server router/kanaria_router operator/kanaria_operator scripts tests bench
 
-test: setup system-deps control-plane lint typecheck
-	KANARIA_CONTROL_PLANE="$$(bash scripts/build-control-plane.sh 2>/dev/null | tail -n1)" \
-	  $(PY) -m pytest $(PYTEST_ARGS)
+# The images build (downloads and unpacking, mostly) overlaps the control-plane build
+# (compiling); both are cached, so a warm run spends seconds here. A failed image build
+# is reported by the tests that need the images, with its log.
+test: setup system-deps lint typecheck
+	@bash scripts/build-images.sh --save >/dev/null 2>&1 & images=$$!; \
+	  cp="$$(bash scripts/build-control-plane.sh 2>/dev/null | tail -n1)"; \
+	  wait $$images || true; \
+	  KANARIA_CONTROL_PLANE="$$cp" $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow and not controlplane" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not controlplane and not realnode" $(PYTEST_ARGS)
+
+# The test suite's real single node, for a person: control plane, containerd, kubelet,
+# kube-proxy, CoreDNS, the images, Prometheus, the chart and a sample ModelDeployment
+# on this Debian machine (root, no Docker). Ctrl-C tears it all down.
+node-up: setup system-deps control-plane
+	KANARIA_CONTROL_PLANE="$$(bash scripts/build-control-plane.sh 2>/dev/null | tail -n1)" \
+	  $(PY) -m tests.support.node_up $(NODE_ARGS)
 
 demo: setup system-deps
 	$(PY) -m kanaria.local.demo
