@@ -507,8 +507,10 @@ class Analysis(_Spec):
 
     interval: Duration = "30s"
     """Time between analysis rounds, and the window each query looks back over. Default 30s."""
-    failureLimit: int = Field(default=1, ge=1, le=100)
-    """Failed measurements of one gate during a rollout that trigger a rollback. Default 1."""
+    failureLimit: int = Field(default=0, ge=0, le=100)
+    """Failed measurements of one gate tolerated during a rollout; one more rolls back
+    (as in Argo Rollouts: failures > failureLimit roll back). 0 rolls back at the first
+    failure, 1 tolerates one and rolls back at the second. Default 0."""
     inconclusiveLimit: int = Field(default=3, ge=0, le=100)
     """Consecutive Inconclusive measurements (no data, too few requests) of one gate
     tolerated; one more pauses the rollout for a person. Default 3."""

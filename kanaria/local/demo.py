@@ -84,7 +84,7 @@ def manifest(
             "strategy": strategy,
             "analysis": {
                 "interval": INTERVAL,
-                "failureLimit": 1,
+                "failureLimit": 0,
                 "minRequests": 10,
                 "metrics": metrics,
             },

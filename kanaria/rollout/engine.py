@@ -12,7 +12,7 @@ The rules, in the order one pass applies them:
    (replacing any candidate in flight); going back to the stable cancels it.
 2. A manual command whose nonce is new is applied once (see ``_command``).
 3. The analysis round in ``observations.measurements`` updates per-gate
-   counters. Failed >= failureLimit or Errors in a row > consecutiveErrorLimit
+   counters. Failed > failureLimit or Errors in a row > consecutiveErrorLimit
    roll back; Inconclusive in a row > inconclusiveLimit pauses for a person.
 4. The strategy moves forward where its conditions hold. Any traffic increase
    or promotion needs the last round to have been Successful (when gates apply
@@ -487,7 +487,7 @@ class _Pass:
             got = by_name.get(name)
             if got is None:
                 continue
-            if c.failed >= limits.failureLimit:
+            if c.failed > limits.failureLimit:
                 self.rollback(
                     "AnalysisFailed",
                     f"gate {name} failed {c.failed}x (failureLimit {limits.failureLimit}): "

@@ -123,8 +123,8 @@ def test_canary_ramps_only_after_successful_rounds() -> None:
     assert sim.s.phase is Phase.Paused
 
 
-def test_failed_verdicts_at_the_limit_roll_back_in_one_step() -> None:
-    sim = deployed(CANARY, [SUCCESS_GATE], failureLimit=2)
+def test_failed_verdicts_past_the_limit_roll_back_in_one_step() -> None:
+    sim = deployed(CANARY, [SUCCESS_GATE], failureLimit=1)
     sim.tick()
     sim.tick()
     sim.tick(30, verdict=Verdict.Failed)
@@ -135,7 +135,7 @@ def test_failed_verdicts_at_the_limit_roll_back_in_one_step() -> None:
     assert sim.s.phase is Phase.RolledBack
     assert sim.s.weights == {"v1": 100}
     assert [type(a) for a in d.actions] == [SetRoutes, StopVersion]
-    assert "failureLimit 2" in sim.s.message
+    assert "failureLimit 1" in sim.s.message
     assert sim.s.measurements[-1].verdict is Verdict.Failed
     assert d.events[-1].type == "Warning"
     assert d.events[-1].reason == "RolledBack"
@@ -177,6 +177,16 @@ def test_inconclusive_past_the_limit_pauses_and_never_rolls_back() -> None:
     assert sim.s.gates["success"].consecutiveInconclusive == 0
     sim.tick(30, verdict=Verdict.Successful)
     assert sim.s.weight == 50
+
+
+def test_failure_limit_zero_rolls_back_at_the_first_failure_and_is_the_default() -> None:
+    assert make_spec(CANARY, [SUCCESS_GATE]).analysis.failureLimit == 0
+    sim = deployed(CANARY, [SUCCESS_GATE], failureLimit=0)
+    sim.tick()
+    sim.tick()
+    sim.tick(30, verdict=Verdict.Failed)
+    assert sim.s.phase is Phase.RolledBack
+    assert "failed 1x (failureLimit 0)" in sim.s.message
 
 
 def test_failure_while_paused_still_rolls_back() -> None:

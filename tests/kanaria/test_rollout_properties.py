@@ -111,7 +111,7 @@ def specs(draw: st.DrawFn) -> ModelDeploymentSpec:
             "analysis": {
                 "interval": "30s",
                 "metrics": metrics,
-                "failureLimit": draw(st.integers(1, 3)),
+                "failureLimit": draw(st.integers(0, 2)),
                 "inconclusiveLimit": draw(st.integers(0, 3)),
                 "consecutiveErrorLimit": draw(st.integers(0, 3)),
             },

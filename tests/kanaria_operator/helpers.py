@@ -93,7 +93,7 @@ def md(name: str, strategy: dict[str, Any], **spec: Any) -> dict[str, Any]:
     """A ModelDeployment at v1 with ``strategy`` and a success-rate gate (``spec`` overrides)."""
     analysis = {
         "interval": INTERVAL,
-        "failureLimit": 1,
+        "failureLimit": 0,
         "minRequests": 5,
         "metrics": [{"name": "success-rate", "builtin": "successRate", "min": 0.95}],
     }

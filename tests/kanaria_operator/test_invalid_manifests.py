@@ -120,7 +120,7 @@ CASES: list[tuple[str, Mutation, list[str]]] = [
         _set(GATE, {"name": "g", "builtin": "successRate", "min": 0.9, "max": 0.5}),
         ["spec.analysis.metrics[0].min"],
     ),
-    ("failureLimit zero", _set("spec.analysis.failureLimit", 0), ["spec.analysis.failureLimit"]),
+    ("failureLimit < 0", _set("spec.analysis.failureLimit", -1), ["spec.analysis.failureLimit"]),
     ("misspelt field", _set("spec.replica", 3), ["spec.replica"]),
     (
         "sticky key without header or cookie",

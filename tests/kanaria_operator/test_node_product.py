@@ -64,7 +64,7 @@ def node_md(
             "strategy": strategy,
             "analysis": {
                 "interval": f"{INTERVAL_S:g}s",
-                "failureLimit": 1,
+                "failureLimit": 0,
                 "minRequests": 5,
                 "metrics": gates,
             },

@@ -60,7 +60,7 @@ def md(
             "strategy": strategy,
             "analysis": {
                 "interval": f"{INTERVAL_S:g}s",
-                "failureLimit": 1,
+                "failureLimit": 0,
                 "minRequests": 3,
                 "metrics": metrics
                 if metrics is not None

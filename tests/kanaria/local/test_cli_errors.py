@@ -41,7 +41,7 @@ def _md(tmp_path: Path, **spec_changes: object) -> Path:
 
 
 def test_up_reports_invalid_fields_by_path(tmp_path: Path) -> None:
-    path = _md(tmp_path, analysis={"interval": "soon", "failureLimit": 0})
+    path = _md(tmp_path, analysis={"interval": "soon", "failureLimit": -1})
     result = _run("up", "-f", str(path), "--state-dir", "st", cwd=tmp_path)
     assert result.returncode == 2
     _no_traceback(result)
