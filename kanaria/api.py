@@ -624,7 +624,7 @@ class ModelDeploymentSpec(_Spec):
     """Retraining hook. Default: none."""
 
     @model_validator(mode="after")
-    def _known_metric_kinds(self) -> ModelDeploymentSpec:
+    def _ungraduated_shadow_has_an_end(self) -> ModelDeploymentSpec:
         shadow = self.strategy.shadow
         # Without gates or a duration, a shadow would "pass" on no evidence at all.
         if (

@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md hold for the tree as committed."""
+"""The import rules (docs/contracts.md) hold for the tree as committed; the checker sees them."""
 
 from __future__ import annotations
 
@@ -29,3 +29,71 @@ def test_checker_catches_a_core_module_importing_kopf(tmp_path: Path) -> None:
     bad.write_text("import kopf\nfrom kanaria_router import x\n")
     roots = [name for _, name in _checker().imported_roots(bad)]
     assert roots == ["kopf", "kanaria_router"]
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> dict[str, Path]:
+    """A throwaway tree with the same package names as the real one."""
+    packages = {}
+    for package in ("kanaria", "kanaria_server", "kanaria_router", "kanaria_operator"):
+        root = tmp_path / package
+        root.mkdir()
+        (root / "__init__.py").write_text("")
+        packages[package] = root
+    for rel, text in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return packages
+
+
+def test_every_exception_names_a_module_of_the_tree() -> None:
+    checker = _checker()
+    assert checker.CORE_EXCEPTIONS
+    for module in checker.CORE_EXCEPTIONS:
+        assert checker.module_exists(module), module
+
+
+def test_checker_reports_an_exception_for_a_missing_module(tmp_path: Path) -> None:
+    packages = _tree(tmp_path, {"kanaria/kube_io.py": "import kubernetes\n"})
+    found = _checker().violations(packages, {"kanaria.kube": {"kubernetes"}})
+    assert any("exception for kanaria.kube, which is not a module" in v for v in found), found
+    assert any("core module kanaria.kube_io imports kubernetes" in v for v in found), found
+
+
+def test_checker_sees_the_string_imports_of_the_cli() -> None:
+    checker = _checker()
+    targets = {name for _, name in checker.string_imports(ROOT / "kanaria" / "cli.py")}
+    assert {"kanaria_server.cli", "kanaria_router.cli", "kanaria_operator.cli"} <= targets
+    assert {"kanaria.local.cli_up", "kanaria.control_cli", "kanaria.crd_cli"} <= targets
+    assert all(checker.module_exists(t) for t in targets), targets
+
+
+def test_checker_catches_string_imports(tmp_path: Path) -> None:
+    cli = (
+        "import importlib\n"
+        "COMMANDS = {\n"
+        '    "route": Command("kanaria_router.cli", "run the router", "router"),\n'
+        '    "gone": Command("kanaria.local.cli_gone", "a module that is not there", ""),\n'
+        "}\n"
+    )
+    other = (
+        'import importlib\nimportlib.import_module("kanaria_operator.cli")\n__import__("kopf")\n'
+    )
+    router = 'from importlib import import_module\nimport_module("kanaria_server.cli")\n'
+    packages = _tree(
+        tmp_path,
+        {
+            "kanaria/cli.py": cli,
+            "kanaria/other.py": other,
+            "kanaria_router/cli.py": router,
+            "kanaria_operator/cli.py": "",
+            "kanaria_server/cli.py": "",
+        },
+    )
+    found = sorted(v.split(": ", 1)[1] for v in _checker().violations(packages, {}))
+    assert found == [
+        "component kanaria_router imports component kanaria_server",
+        "core module kanaria.other imports component kanaria_operator",
+        "core module kanaria.other imports kopf",
+        "kanaria.cli imports kanaria.local.cli_gone by name; no such module",
+    ]
