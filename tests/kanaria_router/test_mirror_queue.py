@@ -9,10 +9,12 @@ reaches the worker fails fast and is reported.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 from kanaria_router.metrics import RouterMetrics
@@ -206,11 +208,19 @@ def test_a_killed_worker_loses_only_its_copies_counted_and_is_replaced() -> None
         await mirror.start()
         try:
             hold = procs.free_port()
-            server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", hold)
+            held: list[asyncio.StreamWriter] = []  # connections kept open, never answered
+
+            def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                held.append(writer)
+
+            server = await asyncio.start_server(accept, "127.0.0.1", hold)
             try:
                 for i in range(4):  # a shadow that accepts and never answers holds them
                     mirror.offer(_job(str(i), f"http://127.0.0.1:{hold}/infer"))
-                await asyncio.sleep(0.3)
+                assert mirror.total_outstanding == 4
+                # the worker has the copies once it is sending the first one to the shadow
+                await _until(lambda: len(held) >= 1, "the worker's first copy at the shadow")
+                assert mirror.total_outstanding == 4
                 pid = _worker_pid(os.getpid())
                 os.kill(pid, signal.SIGKILL)
                 await _until(lambda: _mirror_count(metrics, "dropped") == 4, "4 lost copies")
@@ -225,6 +235,22 @@ def test_a_killed_worker_loses_only_its_copies_counted_and_is_replaced() -> None
             await mirror.stop()
 
     asyncio.run(scenario())
+
+
+def test_these_tests_wait_on_conditions_not_on_time() -> None:
+    """A sleep is no synchronisation: on a loaded machine it is too short, elsewhere
+    it wastes time. Only ``_until`` sleeps, between two checks of its condition."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    sleeping = [
+        (function.name, node.lineno)
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "sleep"
+    ]
+    assert {name for name, _ in sleeping} <= {"_until"}, sleeping
 
 
 def _worker_samples(metrics: RouterMetrics) -> dict[str, float]:
