@@ -55,6 +55,7 @@ from kanaria.local.statedir import (
 )
 from kanaria.local.supervisor import Supervisor, free_port, pid_alive, port_free
 from kanaria.loop_metrics import LOCAL_NAMESPACE, LoopMetrics
+from kanaria.retraining import request_retraining
 from kanaria.rollout import (
     Command,
     Decision,
@@ -319,7 +320,7 @@ class Runtime:
         self._check_health(decision.status)
         for action in decision.actions:
             if isinstance(action, Retrain):
-                self._call_retrain_hook(action)
+                self._call_retrain_hook(action, decision.status, now)
         self.metrics.record_pass(LOCAL_NAMESPACE, self.name, observations, decision, time.time())
         self.metrics.observe_latency(time.monotonic() - started)
         self.dir.save(self.state)
@@ -391,22 +392,18 @@ class Runtime:
             return [_no_data(r, now, "no metric source") for r in requests]
         return [sources.measure(self.source, r, self.name, now) for r in requests]
 
-    def _call_retrain_hook(self, action: Retrain) -> None:
-        retraining = self.md.spec.retraining
-        if retraining is None or retraining.webhook is None:
+    def _call_retrain_hook(
+        self, action: Retrain, status: ModelDeploymentStatus, now: datetime
+    ) -> None:
+        event = request_retraining(
+            self.name, self.md.metadata.namespace, self.md.spec, status, action, now
+        )
+        if event is None:
             log.warning("%s: retraining requested; spec.retraining.webhook is not set", self.name)
-            return
-        hook = retraining.webhook
-        payload = {"model": self.name, **action.model_dump(mode="json")}
-        try:
-            response = self._http.post(
-                hook.url, json=payload, headers=hook.headers, timeout=parse_duration(hook.timeout)
-            )
-            log.info(
-                "%s: retraining webhook %s answered %d", self.name, hook.url, response.status_code
-            )
-        except httpx.HTTPError as exc:
-            log.error("%s: retraining webhook %s failed: %s", self.name, hook.url, exc)
+        elif event.type == "Warning":
+            log.error("%s: %s: %s", self.name, event.reason, event.message)
+        else:
+            log.info("%s: %s: %s", self.name, event.reason, event.message)
 
     # ------------------------------------------------------------------ apply
 

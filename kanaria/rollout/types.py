@@ -128,8 +128,9 @@ class SetRoutes(_Value):
 
 
 class Retrain(_Value):
-    """Ask for a retrained model: the local runtime calls spec.retraining.webhook, the
-    operator may create a Job from spec.retraining.jobTemplate."""
+    """Ask for a retrained model: both actuators POST the RetrainRequested payload to
+    spec.retraining.webhook (kanaria.retraining); the operator may also create a Job
+    from spec.retraining.jobTemplate."""
 
     type: Literal["retrain"] = "retrain"
     version: str

@@ -9,7 +9,7 @@
 4. apply ``decision.status``: server-side apply of every desired object
    (version Deployments at their sizes, the routes ConfigMap, the router),
    deletion of versions the engine dropped (after the routes moved away),
-   retraining Jobs;
+   the retraining webhook and Jobs;
 5. write the status once (status subresource), post the engine's Events,
    update the operator's metrics.
 
@@ -53,6 +53,7 @@ from kanaria.api import (
     ModelDeploymentStatus,
     problems_of,
 )
+from kanaria.retraining import request_retraining
 from kanaria.rollout import (
     COMMAND_VERBS,
     Command,
@@ -398,7 +399,7 @@ class Reconciler:
         self._delete_dropped(owner, {m["metadata"]["name"] for m in desired}, memory)
         for action in decision.actions:
             if isinstance(action, Retrain):
-                self._retrain(obj, owner, spec, action, self.clock())
+                self._retrain(obj, owner, spec, decision.status, action, self.clock())
         return None
 
     def _delete_dropped(self, owner: Owner, keep: set[str], memory: _Memory) -> None:
@@ -417,10 +418,15 @@ class Reconciler:
         obj: dict[str, Any],
         owner: Owner,
         spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
         action: Retrain,
         now: datetime,
     ) -> None:
-        """Create a retraining Job from the template, unless one is still running."""
+        """Call the retraining webhook (the same payload as ``kanaria up``), then create a
+        Job from the template, unless one is still running; each outcome is an Event."""
+        called = request_retraining(owner.name, owner.namespace, spec, status, action, now)
+        if called is not None:
+            self.kube.event(obj, called.reason, called.message, warning=called.type == "Warning")
         rt = spec.retraining
         if rt is None or rt.jobTemplate is None:
             return

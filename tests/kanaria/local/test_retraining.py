@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from datetime import datetime
 
 import numpy as np
 import pytest
 
 from kanaria.local.traffic import TrafficGenerator
 from tests.kanaria.local.harness import NAME, WIDTH, Up, build_models, canary, md
+from tests.kanaria.webhook_receiver import Receiver
 from tests.support.procs import kanaria, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that records every JSON body it gets."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        bodies = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/retrain"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_drift_on_the_stable_version_calls_the_webhook(up: Up) -> None:
@@ -81,8 +49,19 @@ def test_drift_on_the_stable_version_calls_the_webhook(up: Up) -> None:
         finally:
             traffic.stop()
     body = receiver.bodies[0]
+    # the payload the operator sends too (tests/kanaria_operator/test_retraining_webhook.py)
+    assert set(body) == {
+        "apiVersion", "kind", "model", "namespace", "version", "uri",
+        "metric", "value", "threshold", "since", "time",
+    }  # fmt: skip
+    assert body["apiVersion"] == "kanaria.io/v1alpha1"
+    assert body["kind"] == "RetrainRequested"
     assert body["model"] == NAME
+    assert body["namespace"] is None  # no namespace outside Kubernetes
     assert body["version"] == "v1"
+    assert body["uri"] == status["stable"]["uri"]
     assert body["metric"] == "inputDrift"
     assert body["value"] > 0.2
+    assert body["threshold"] == 0.2
+    assert datetime.fromisoformat(body["since"]) < datetime.fromisoformat(body["time"])
     assert status["phase"] == "Healthy"  # drift asks for a new model; it does not roll back
