@@ -46,8 +46,11 @@ def wait_status(
         procs.wait_until(ok, timeout, f"{name}: {what}", interval=0.5)
     except TimeoutError as exc:
         brief = {k: seen.get(k) for k in ("phase", "message", "currentStep", "weights", "mirror")}
-        raise TimeoutError(f"{exc}\nlast status: {brief}\nmeasurements: "
-                           f"{seen.get('measurements', [])[-4:]}") from None  # fmt: skip
+        pods = cp.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
+        recent = seen.get("measurements", [])[-4:]
+        raise TimeoutError(
+            f"{exc}\nlast status: {brief}\nmeasurements: {recent}\npods:\n{pods}"
+        ) from None
     return dict(seen)
 
 

@@ -27,6 +27,7 @@ import pytest
 import tritonclient.http as triton
 
 from kanaria.local.traffic import TrafficGenerator
+from tests.kanaria_operator.helpers import healthy_on, wait_status
 from tests.kanaria_operator.node_env import (
     MODEL_LAYERS,
     RELEASE_NAMESPACE,
@@ -139,39 +140,6 @@ class StatusWatch:
         return out
 
 
-def wait_status(
-    cluster: NodeCluster,
-    namespace: str,
-    name: str,
-    check: Callable[[dict[str, Any]], bool],
-    what: str,
-    timeout: float = WAIT_S,
-) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-
-    def ok() -> bool:
-        seen.clear()
-        seen.update(cluster.get_json("mdep", name, "-n", namespace).get("status") or {})
-        return check(seen)
-
-    try:
-        procs.wait_until(ok, timeout, f"{name}: {what}", interval=0.5)
-    except TimeoutError as exc:
-        pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
-        brief = {k: seen.get(k) for k in ("phase", "message", "currentStep", "weights", "mirror")}
-        raise AssertionError(
-            f"{exc}\nlast status: {brief}\nmeasurements: {seen.get('measurements', [])[-3:]}"
-            f"\n{pods}"
-        ) from None
-    return dict(seen)
-
-
-def healthy_on(version: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda s: (
-        s.get("phase") == "Healthy" and (s.get("stable") or {}).get("version") == version
-    )
-
-
 def patch_spec(cluster: NodeCluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
     cluster.kubectl(
         "patch", "mdep", name, "-n", namespace, "--type", "merge", "-p", json.dumps({"spec": spec})
@@ -209,7 +177,7 @@ class Deployed:
         return st
 
     def wait(self, check: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
-        return wait_status(self.cluster, self.namespace, self.name, check, what)
+        return wait_status(self.cluster, self.namespace, self.name, check, what, WAIT_S)
 
     def model_pods(self, version: str) -> dict[str, str]:
         """name -> uid of a version's model-server pods."""
@@ -241,7 +209,9 @@ def deploy(
     name = doc["metadata"]["name"]
     applied = time.monotonic()
     cluster.apply(doc, namespace=namespace)
-    wait_status(cluster, namespace, name, healthy_on(first_version), f"{first_version} Healthy")
+    wait_status(
+        cluster, namespace, name, healthy_on(first_version), f"{first_version} Healthy", WAIT_S
+    )
     FIGURES.append(f"{name}: applied to Healthy (pods Ready) in {time.monotonic() - applied:.1f}s")
     wait_for(cluster, "--for=condition=Available", "-n", namespace, f"deployment/{name}-router")
     ip = service_ip(cluster, namespace, name)

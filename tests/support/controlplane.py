@@ -309,33 +309,44 @@ class ControlPlane:
                     f"{proc.name} exited with {proc.popen.returncode}:\n{proc.output()[-4000:]}"
                 )
 
-    def start(self) -> None:
-        """Start every component in order and wait until the cluster schedules pods."""
-        pki = self.workdir / "pki"
-        make_certificates(pki)
-        etcd_client, etcd_peer = procs.free_port(), procs.free_port()
+    def start_etcd(self) -> str:
+        """etcd on free loopback ports, data in the workdir; returns its client URL."""
+        client, peer = procs.free_port(), procs.free_port()
         self._start(
             "etcd",
             [
                 "--data-dir", str(self.workdir / "etcd"),
-                "--listen-client-urls", f"http://127.0.0.1:{etcd_client}",
-                "--advertise-client-urls", f"http://127.0.0.1:{etcd_client}",
-                "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-                "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
+                "--listen-client-urls", f"http://127.0.0.1:{client}",
+                "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", f"default=http://127.0.0.1:{peer}",
                 "--unsafe-no-fsync", "--log-level", "warn",
             ],
         )  # fmt: skip
-        self.processes[-1].wait_http(f"http://127.0.0.1:{etcd_client}/health", STARTUP_TIMEOUT)
-        api_port = procs.free_port()
-        self.server = f"https://127.0.0.1:{api_port}"
+        self.processes[-1].wait_http(f"http://127.0.0.1:{client}/health", STARTUP_TIMEOUT)
+        return f"http://127.0.0.1:{client}"
+
+    def start_apiserver(
+        self,
+        etcd: str,
+        address: str,
+        port: int,
+        service_cidr: str,
+        authorization: str = "RBAC",
+        extra: Sequence[str] = (),
+    ) -> None:
+        """kube-apiserver on ``address:port`` (RBAC, the test CA), then the admin
+        kubeconfig; waits for /readyz."""
+        pki = self.workdir / "pki"
+        self.server = f"https://{address}:{port}"
         self._start(
             "kube-apiserver",
             [
-                "--etcd-servers", f"http://127.0.0.1:{etcd_client}",
-                "--bind-address", "127.0.0.1",
-                "--advertise-address", "127.0.0.1",
-                "--secure-port", str(api_port),
+                "--etcd-servers", etcd,
+                "--bind-address", address,
+                "--advertise-address", address,
+                "--secure-port", str(port),
                 "--cert-dir", str(pki),
                 "--tls-cert-file", str(pki / "server.crt"),
                 "--tls-private-key-file", str(pki / "server.key"),
@@ -343,46 +354,52 @@ class ControlPlane:
                 "--service-account-key-file", str(pki / "sa.pub"),
                 "--service-account-signing-key-file", str(pki / "sa.key"),
                 "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-                "--service-cluster-ip-range", "10.96.0.0/16",
-                "--authorization-mode", "RBAC",
+                "--service-cluster-ip-range", service_cidr,
+                "--authorization-mode", authorization,
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--v", "0",
+                *extra,
             ],
         )  # fmt: skip
         write_kubeconfig(self.kubeconfig, self.server, pki)
         self._wait(self._ready, "kube-apiserver /readyz", 0.25)
+
+    def start_controllers(self) -> None:
+        """controller-manager (garbage collection, Deployments -> Pods, the root CA
+        ConfigMap pods need) and scheduler, both as admin on free loopback ports."""
+        pki = self.workdir / "pki"
         kubeconfig = str(self.kubeconfig)
+        common = [
+            "--kubeconfig", kubeconfig,
+            "--authentication-kubeconfig", kubeconfig,
+            "--authorization-kubeconfig", kubeconfig,
+            "--bind-address", "127.0.0.1",
+            "--leader-elect=false",
+            "--v", "0",
+        ]  # fmt: skip
         self._start(
             "kube-controller-manager",
             [
-                "--kubeconfig", kubeconfig,
-                "--authentication-kubeconfig", kubeconfig,
-                "--authorization-kubeconfig", kubeconfig,
-                "--bind-address", "127.0.0.1",
+                *common,
                 "--secure-port", str(procs.free_port()),
-                "--leader-elect=false",
                 "--service-account-private-key-file", str(pki / "sa.key"),
                 "--root-ca-file", str(pki / "ca.crt"),
                 "--cluster-signing-cert-file", str(pki / "ca.crt"),
                 "--cluster-signing-key-file", str(pki / "ca.key"),
                 "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
                 "--concurrent-gc-syncs", "5",
-                "--v", "0",
             ],
         )  # fmt: skip
-        self._start(
-            "kube-scheduler",
-            [
-                "--kubeconfig", kubeconfig,
-                "--authentication-kubeconfig", kubeconfig,
-                "--authorization-kubeconfig", kubeconfig,
-                "--bind-address", "127.0.0.1",
-                "--secure-port", str(procs.free_port()),
-                "--leader-elect=false",
-                "--v", "0",
-            ],
-        )  # fmt: skip
+        self._start("kube-scheduler", [*common, "--secure-port", str(procs.free_port())])
+
+    def start(self) -> None:
+        """Start every component in order and wait until the cluster schedules pods."""
+        make_certificates(self.workdir / "pki")
+        etcd = self.start_etcd()
+        self.start_apiserver(etcd, "127.0.0.1", procs.free_port(), "10.96.0.0/16")
+        self.start_controllers()
+        kubeconfig = str(self.kubeconfig)
         self._start(
             "kwok",
             [

@@ -320,71 +320,21 @@ class NodeCluster(ControlPlane):
         self._start_node(pki)
 
     def _start_control_plane(self, pki: Path) -> None:
-        etcd_client, etcd_peer = procs.free_port(), procs.free_port()
-        self._start(
-            "etcd",
-            [
-                "--data-dir", str(self.workdir / "etcd"),
-                "--listen-client-urls", f"http://127.0.0.1:{etcd_client}",
-                "--advertise-client-urls", f"http://127.0.0.1:{etcd_client}",
-                "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-                "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
-                "--unsafe-no-fsync", "--log-level", "warn",
-            ],
-        )  # fmt: skip
-        self.processes[-1].wait_http(f"http://127.0.0.1:{etcd_client}/health", START_TIMEOUT)
-        self.server = f"https://{hostnet.NODE_IP}:{API_PORT}"
-        self._start(
-            "kube-apiserver",
-            [
-                "--etcd-servers", f"http://127.0.0.1:{etcd_client}",
-                "--bind-address", hostnet.NODE_IP,
-                "--advertise-address", hostnet.NODE_IP,
-                "--secure-port", str(API_PORT),
-                "--cert-dir", str(pki),
-                "--tls-cert-file", str(pki / "server.crt"),
-                "--tls-private-key-file", str(pki / "server.key"),
-                "--client-ca-file", str(pki / "ca.crt"),
+        etcd = self.start_etcd()
+        self.start_apiserver(
+            etcd,
+            hostnet.NODE_IP,
+            API_PORT,
+            hostnet.SERVICE_CIDR,
+            authorization="Node,RBAC",
+            extra=[
+                "--enable-admission-plugins", "NodeRestriction",
                 "--kubelet-client-certificate", str(pki / "apiserver-kubelet-client.crt"),
                 "--kubelet-client-key", str(pki / "apiserver-kubelet-client.key"),
                 "--kubelet-preferred-address-types", "InternalIP",
-                "--service-account-key-file", str(pki / "sa.pub"),
-                "--service-account-signing-key-file", str(pki / "sa.key"),
-                "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-                "--service-cluster-ip-range", hostnet.SERVICE_CIDR,
-                "--authorization-mode", "Node,RBAC",
-                "--enable-admission-plugins", "NodeRestriction",
-                "--enable-priority-and-fairness=false",
-                "--profiling=false",
-                "--v", "0",
             ],
         )  # fmt: skip
-        write_kubeconfig(self.kubeconfig, self.server, pki)
-        self._wait(self._ready, "kube-apiserver /readyz", 0.25)
-        kubeconfig = str(self.kubeconfig)
-        common = [
-            "--kubeconfig", kubeconfig,
-            "--authentication-kubeconfig", kubeconfig,
-            "--authorization-kubeconfig", kubeconfig,
-            "--bind-address", "127.0.0.1",
-            "--leader-elect=false",
-            "--v", "0",
-        ]  # fmt: skip
-        self._start(
-            "kube-controller-manager",
-            [
-                *common,
-                "--secure-port", str(procs.free_port()),
-                "--service-account-private-key-file", str(pki / "sa.key"),
-                "--root-ca-file", str(pki / "ca.crt"),
-                "--cluster-signing-cert-file", str(pki / "ca.crt"),
-                "--cluster-signing-key-file", str(pki / "ca.key"),
-                "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
-                "--concurrent-gc-syncs", "5",
-            ],
-        )  # fmt: skip
-        self._start("kube-scheduler", [*common, "--secure-port", str(procs.free_port())])
+        self.start_controllers()
 
     def _start_node(self, pki: Path) -> None:
         for sub in ("cni/net.d", "cni/ipam", "containerd", "kubelet", "pod-logs"):
