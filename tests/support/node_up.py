@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import signal
 import sys
 import tempfile
@@ -54,6 +55,22 @@ def sample(uri: str, sha256: str) -> dict[str, object]:
             },
         },
     }
+
+
+def service_ip(cluster: NodeCluster) -> str:
+    """The sample's client Service address, once the operator has made it."""
+    found: list[str] = []
+
+    def made() -> bool:
+        result = cluster.kubectl(
+            "get", "service", SAMPLE, "-n", SAMPLE_NAMESPACE,
+            "-o", "jsonpath={.spec.clusterIP}", check=False,
+        )  # fmt: skip
+        found.append(result.stdout.strip())
+        return result.returncode == 0 and bool(found[-1])
+
+    procs.wait_until(made, 120, f"the operator to create Service {SAMPLE}", interval=0.5)
+    return found[-1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,12 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         sha = hashlib.sha256(files["v1"].read_bytes()).hexdigest()
         cluster.apply(sample(f"{base}/v1.onnx", sha), namespace=SAMPLE_NAMESPACE)
         v2_sha = hashlib.sha256(files["v2"].read_bytes()).hexdigest()
+        ip = service_ip(cluster)
+        body = json.dumps(
+            {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.5] * 8}]}
+        )
         print(
             f"""
 Kanaria runs on a real node ({time.monotonic() - started:.0f}s). In another shell:
 
-  export KUBECONFIG={cluster.kubeconfig}
+  export KUBECONFIG={cluster.kubeconfig} PATH={cluster.bin_dir}:$PATH   # kubectl, helm
   kubectl get nodes,pods -A
+  curl -s http://{ip}/v2/models/{SAMPLE}/infer -d '{body}'   # the Service, from this host
   kubectl get mdep -n {SAMPLE_NAMESPACE} -w
   kubectl patch mdep {SAMPLE} -n {SAMPLE_NAMESPACE} --type merge \\
     -p '{{"spec":{{"model":{{"version":"v2","uri":"{base}/v2.onnx","sha256":"{v2_sha}"}}}}}}'
