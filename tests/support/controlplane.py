@@ -434,7 +434,7 @@ class ControlPlane:
         self.processes.clear()
 
 
-def _unavailable(message: str) -> None:
+def unavailable(message: str) -> None:
     if procs.REQUIRE_ALL:
         pytest.fail(message)
     pytest.skip(message)
@@ -444,12 +444,12 @@ def _unavailable(message: str) -> None:
 def control_plane() -> Iterator[ControlPlane]:
     """One running control plane for the whole session (skips when it cannot be had)."""
     if shutil.which("openssl") is None:
-        _unavailable("openssl not found: needed to make the test cluster's certificates")
+        unavailable("openssl not found: needed to make the test cluster's certificates")
     try:
         bin_dir = find_binaries()
     except ControlPlaneUnavailableError as exc:
-        _unavailable(str(exc))
-        raise  # unreachable: _unavailable raises
+        unavailable(str(exc))
+        raise  # unreachable: unavailable raises
     workdir = Path(tempfile.mkdtemp(prefix="kanaria-cp-"))
     cp = ControlPlane(bin_dir=bin_dir, workdir=workdir)
     try:

@@ -42,6 +42,7 @@ from tests.support.controlplane import (
     ControlPlaneUnavailableError,
     find_binaries,
     make_certificates,
+    unavailable,
     write_kubeconfig,
 )
 
@@ -426,25 +427,19 @@ def missing_node_tools() -> list[str]:
     return missing
 
 
-def _unavailable(message: str) -> None:
-    if procs.REQUIRE_ALL:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def real_node() -> Iterator[NodeCluster]:
     """One real single-node cluster for the session, torn down afterwards (also on
     failure); skips, or fails under KANARIA_REQUIRE_ALL=1, when it cannot run here."""
     missing = missing_node_tools()
     if missing:
-        _unavailable(
+        unavailable(
             "the real-node tests need " + ", ".join(missing) + " (make system-deps installs them)"
         )
     try:
         bin_dir = find_binaries()
     except ControlPlaneUnavailableError as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
         raise
     cluster = NodeCluster(bin_dir=bin_dir, workdir=CLUSTER_DIR)
     started = time.monotonic()

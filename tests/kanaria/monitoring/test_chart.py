@@ -24,8 +24,12 @@ from kanaria_operator.settings import OperatorSettings
 
 from kanaria.monitoring.render import CHART_FILES, DASHBOARD_FILE, MANIFESTS
 from scripts import helm_values_table
-from tests.support.controlplane import ControlPlane, ControlPlaneUnavailableError, find_binaries
-from tests.support.procs import REQUIRE_ALL
+from tests.support.controlplane import (
+    ControlPlane,
+    ControlPlaneUnavailableError,
+    find_binaries,
+    unavailable,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "helm" / "kanaria"
@@ -34,12 +38,6 @@ KUBE_VERSION = "1.36.0"
 """Capabilities for `helm template`/`lint` (no cluster to ask); the chart needs >= 1.27."""
 NAMESPACE = "kanaria-system"
 HELM_ONLY_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance"}
-
-
-def _unavailable(message: str) -> None:
-    if REQUIRE_ALL:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @functools.cache
@@ -55,7 +53,7 @@ def helm_binary() -> str:
     try:  # the control-plane build (cached after the first run) includes helm
         return str(find_binaries() / "helm")
     except ControlPlaneUnavailableError as exc:
-        _unavailable(f"helm not found: {exc}")
+        unavailable(f"helm not found: {exc}")
         raise
 
 
@@ -290,11 +288,11 @@ def chart_cluster() -> Iterator[ControlPlane]:
     depend on test order.
     """
     if shutil.which("openssl") is None:
-        _unavailable("openssl not found: needed to make the test cluster's certificates")
+        unavailable("openssl not found: needed to make the test cluster's certificates")
     try:
         bin_dir = find_binaries()
     except ControlPlaneUnavailableError as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
         raise
     workdir = Path(tempfile.mkdtemp(prefix="kanaria-chart-cp-"))
     cluster = ControlPlane(bin_dir=bin_dir, workdir=workdir)
