@@ -304,7 +304,10 @@ class Runtime:
         else:
             self.state.commandsOffset = max(self.state.commandsOffset, complete_length(self.dir))
         observations = Observations(
-            versions={v: VersionObservation(ready=r) for v, r in ready.items()},
+            versions={
+                v: VersionObservation(ready=r, problem=None if r else self._problem(v))
+                for v, r in ready.items()
+            },
             measurements=analysis,
             retraining=retraining,
             command=command,
@@ -494,6 +497,11 @@ class Runtime:
         self.state.versions[version] = record
         self._gave_up_logged.discard(name)
         log.info("%s: starting %s on 127.0.0.1:%d (pid %d)", self.name, version, port, child.pid)
+
+    def _problem(self, version: str) -> str | None:
+        """Why a version's model server is not running, if it exited."""
+        child = self.supervisor.children.get(_server_name(version))
+        return child.problem() if child is not None else None
 
     def _wait_first_ready(self, version: str) -> None:
         name = _server_name(version)

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from kanaria.local.statedir import ProcessRecord
+from kanaria.logtail import last_error_line, read_tail
 
 MAX_RESTARTS = 5
 """Restarts within :data:`RESTART_WINDOW_S` after which a child is left down."""
@@ -115,6 +116,7 @@ class Child:
     next_start: float = 0.0
     gave_up: bool = False
     ready: bool = False
+    last_problem: str | None = None
 
     def alive(self) -> bool:
         if self.popen is not None:
@@ -123,6 +125,18 @@ class Child:
 
     def exit_code(self) -> int | None:
         return self.popen.poll() if self.popen is not None else None
+
+    def problem(self) -> str | None:
+        """Why it is not ready, once it has exited: the exit code and the line of its log
+        naming the error (the same text the operator shows for a pod). Kept while a
+        restart is pending or starting, so the reason does not flap; cleared once ready."""
+        code = self.exit_code()
+        if code is not None:
+            line = last_error_line(read_tail(self.log))
+            self.last_problem = f"exited with code {code}" + (f": {line}" if line else "")
+        if self.ready:
+            self.last_problem = None
+        return self.last_problem
 
     def record(self) -> ProcessRecord:
         return ProcessRecord(

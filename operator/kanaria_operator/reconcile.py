@@ -53,6 +53,7 @@ from kanaria.api import (
     ModelDeploymentStatus,
     problems_of,
 )
+from kanaria.logtail import last_error_line
 from kanaria.retraining import request_retraining
 from kanaria.rollout import (
     COMMAND_VERBS,
@@ -141,7 +142,6 @@ def set_condition(
 
 STUCK_REASONS = frozenset(
     {
-        "CrashLoopBackOff",
         "ErrImagePull",
         "ImagePullBackOff",
         "ErrImageNeverPull",
@@ -151,37 +151,37 @@ STUCK_REASONS = frozenset(
         "RunContainerError",
     }
 )
-"""Waiting reasons of a container that will not start without a change."""
+"""Waiting reasons of a container that cannot start without a change."""
 PROBLEM_CHARS = 400
 
 
-def _last_error_line(log_tail: str) -> str:
-    """The line of a log tail that says what went wrong: the last one naming an error,
-    else the last line (a termination message from logs holds many lines)."""
-    lines = [" ".join(line.split()) for line in log_tail.splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    return (errors or lines or [""])[-1]
+def _clip(text: str) -> str:
+    return text if len(text) <= PROBLEM_CHARS else text[: PROBLEM_CHARS - 1] + "…"
 
 
 def pod_problem(pods: list[dict[str, Any]]) -> str | None:
-    """Why a version's pods do not run, read from their container statuses (the model
-    server's last log lines arrive as the termination message: FallbackToLogsOnError)."""
+    """Why a version's pods do not run, from their container statuses.
+
+    A container that keeps exiting reads "exited with code N: <the line of its log
+    naming the error>" (the termination message holds its last log lines:
+    FallbackToLogsOnError), the same text between restarts and in CrashLoopBackOff,
+    and the same text ``kanaria up`` shows for a model-server process.
+    """
     for pod in pods:
         st = pod.get("status") or {}
         for cs in st.get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
-            if reason not in STUCK_REASONS:
-                continue
+            if reason in STUCK_REASONS:
+                detail = " ".join(str(waiting.get("message") or "").split())
+                return _clip(f"{reason} ({detail})" if detail else str(reason))
             last = (cs.get("lastState") or {}).get("terminated") or {}
-            detail = _last_error_line(str(last.get("message") or waiting.get("message") or ""))
-            if last.get("exitCode") is not None:
-                detail = f"exit code {last['exitCode']}" + (f": {detail}" if detail else "")
-            text = f"{reason}" + (f" ({detail})" if detail else "")
-            return text if len(text) <= PROBLEM_CHARS else text[: PROBLEM_CHARS - 1] + "…"
+            if not cs.get("ready") and last.get("exitCode") is not None:
+                line = last_error_line(str(last.get("message") or ""))
+                return _clip(f"exited with code {last['exitCode']}" + (f": {line}" if line else ""))
         for cond in st.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
-                return f"Unschedulable ({cond.get('message', '')})"[:PROBLEM_CHARS]
+                return _clip(f"Unschedulable ({cond.get('message', '')})")
     return None
 
 

@@ -370,8 +370,12 @@ def test_pod_problem_names_the_reason_a_version_cannot_start() -> None:
     starting = {"status": {"containerStatuses": [{"state": {"waiting": {"reason": "Pulling"}}}]}}
     assert pod_problem([starting]) is None
     assert pod_problem([starting, crashing]) == (
-        "CrashLoopBackOff (exit code 1: ERROR model error: sha256 mismatch)"
+        "exited with code 1: ERROR model error: sha256 mismatch"
     )
+    between_crashes = {"status": {"containerStatuses": [{
+        "ready": False, "restartCount": 3, "state": {"running": {}},
+        "lastState": crashing["status"]["containerStatuses"][0]["lastState"]}]}}  # fmt: skip
+    assert pod_problem([between_crashes]) == pod_problem([crashing])  # no flapping reason
     never = {"status": {"containerStatuses": [{"state": {"waiting": {
         "reason": "ErrImageNeverPull", "message": "image x:1 is not present"}}}]}}  # fmt: skip
     assert pod_problem([never]) == "ErrImageNeverPull (image x:1 is not present)"
