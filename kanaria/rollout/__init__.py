@@ -8,8 +8,9 @@ A control loop does, every pass::
     # write decision.status, apply decision.actions in order, publish decision.events
 """
 
-from kanaria.rollout.engine import ACTIVE_PHASES, MAX_MEASUREMENTS, decide, worst
+from kanaria.rollout.engine import decide
 from kanaria.rollout.gates import applicable_gates, gate_stages, mirrored_stages
+from kanaria.rollout.pass_state import ACTIVE_PHASES, MAX_MEASUREMENTS, worst
 from kanaria.rollout.plan import plan_measurements
 from kanaria.rollout.retrain import RETRAINING_METRIC, retraining_gate
 from kanaria.rollout.types import (

@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 
 from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus, Phase
 from kanaria.durations import format_duration
-from kanaria.rollout.engine import ACTIVE_PHASES, due
 from kanaria.rollout.gates import applicable_gates
+from kanaria.rollout.pass_state import ACTIVE_PHASES, due
 from kanaria.rollout.retrain import retraining_gate
+from kanaria.rollout.stages import stage_of
 from kanaria.rollout.types import MeasurementRequest
 
 
@@ -30,6 +31,7 @@ def plan_measurements(
     out: list[MeasurementRequest] = []
     cand = status.candidate
     gates = applicable_gates(spec, status.stage)
+    stage = stage_of(status.stage)
     if status.phase in ACTIVE_PHASES and cand is not None and gates and due(status, interval, now):
         out.extend(
             MeasurementRequest(
@@ -38,7 +40,7 @@ def plan_measurements(
                 gate=gate,
                 interval=window,
                 minRequests=spec.analysis.minRequests,
-                traffic="server" if status.stage in ("Mirroring", "Preview") else "router",
+                traffic=stage.traffic if stage is not None else "router",
             )
             for gate in gates
         )
