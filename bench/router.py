@@ -322,6 +322,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def backends(
+    stack: ExitStack, tmp: Path, aux_cpu: str | None, suffix: str
+) -> tuple[str, str, str, str]:
+    """Three stub versions (one nginx answering ``return 200`` on three ports) and a
+    shadow that answers after 100 ms, pinned to the auxiliary CPU and stopped with
+    ``stack``; returns their URLs (v1, v2, v3, slow shadow)."""
+    ports = [free_port() for _ in range(3)]
+    stub = stub_conf(tmp, ports)
+    v1, v2, v3 = (f"http://127.0.0.1:{p}" for p in ports)
+    shadow_port = free_port()
+    slow = f"http://127.0.0.1:{shadow_port}"
+    slow_cmd = [sys.executable, "-m", "bench.router_slow_shadow", "--port", str(shadow_port)]
+    stub_cmd = [nginx_binary(), "-c", str(stub), "-p", str(stub.parent)]
+    stack.enter_context(process(pinned(aux_cpu, stub_cmd), f"{v1}/", tmp / f"stub{suffix}.log"))
+    stack.enter_context(
+        process(
+            pinned(aux_cpu, [*slow_cmd, "--delay", "0.1"]),
+            f"{slow}/v2/health/ready",
+            tmp / f"slow-shadow{suffix}.log",
+        )
+    )
+    return v1, v2, v3, slow
+
+
 def priorities(b: Bench, tmp: Path, aux_cpu: str | None) -> None:
     """Setup (3): which mirror worker priority gives a shadow copies on a saturated core,
     and what it costs the clients.
@@ -333,22 +357,8 @@ def priorities(b: Bench, tmp: Path, aux_cpu: str | None) -> None:
     as fast as the stub and with the 100 ms shadow whose published figure is the
     bound (+10%).
     """
-    ports = [free_port() for _ in range(3)]
-    stub = stub_conf(tmp, ports)
-    v1, v2, v3 = (f"http://127.0.0.1:{p}" for p in ports)
-    shadow_port = free_port()
-    slow = f"http://127.0.0.1:{shadow_port}"
-    slow_cmd = [sys.executable, "-m", "bench.router_slow_shadow", "--port", str(shadow_port)]
     with ExitStack() as stack:
-        stub_cmd = [nginx_binary(), "-c", str(stub), "-p", str(stub.parent)]
-        stack.enter_context(process(pinned(aux_cpu, stub_cmd), f"{v1}/", tmp / "stub-p.log"))
-        stack.enter_context(
-            process(
-                pinned(aux_cpu, [*slow_cmd, "--delay", "0.1"]),
-                f"{slow}/v2/health/ready",
-                tmp / "slow-shadow-p.log",
-            )
-        )
+        v1, v2, v3, slow = backends(stack, tmp, aux_cpu, "-p")
         proxies = [b.kanaria(stack, SPLIT, v1, v2, None)]
         for priority in ("idle", "low"):
             env = {"KANARIA_MIRROR_PRIORITY": priority}
@@ -379,22 +389,8 @@ def priorities(b: Bench, tmp: Path, aux_cpu: str | None) -> None:
 
 def capacity(b: Bench, tmp: Path, aux_cpu: str | None) -> None:
     """Setup (1): every proxy in front of a stub that costs next to nothing."""
-    ports = [free_port() for _ in range(3)]
-    stub = stub_conf(tmp, ports)
-    v1, v2, v3 = (f"http://127.0.0.1:{p}" for p in ports)
-    shadow_port = free_port()
-    slow = f"http://127.0.0.1:{shadow_port}"
-    slow_cmd = [sys.executable, "-m", "bench.router_slow_shadow", "--port", str(shadow_port)]
     with ExitStack() as stack:
-        stub_cmd = [nginx_binary(), "-c", str(stub), "-p", str(stub.parent)]
-        stack.enter_context(process(pinned(aux_cpu, stub_cmd), f"{v1}/", tmp / "stub.log"))
-        stack.enter_context(
-            process(
-                pinned(aux_cpu, [*slow_cmd, "--delay", "0.1"]),
-                f"{slow}/v2/health/ready",
-                tmp / "slow-shadow.log",
-            )
-        )
+        v1, v2, v3, slow = backends(stack, tmp, aux_cpu, "")
         proxies = [
             Proxy(DIRECT, f"{v1}/v2/models/bench/infer", None),
             b.nginx(stack, v1),

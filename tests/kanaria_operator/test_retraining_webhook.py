@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kanaria_operator.kubeio import Kube, load_api_client
@@ -42,6 +43,26 @@ def _not_measured(request: MeasurementRequest, owner: Owner, now: datetime) -> M
     raise AssertionError("the retraining path takes no measurements")
 
 
+def applied(
+    installed: ControlPlane, namespace: str, kubeconfig: Path, retraining: dict[str, Any]
+) -> tuple[Reconciler, dict[str, Any], Owner, ModelDeploymentSpec]:
+    """A ModelDeployment with ``retraining`` applied, and a reconciler acting as the
+    operator's ServiceAccount, with what its retraining path takes."""
+    installed.apply(md(NAME, {"blueGreen": {}}, retraining=retraining), namespace=namespace)
+    kube = Kube(load_api_client(kubeconfig))
+    reconciler = Reconciler(
+        kube,
+        Images(server="example.com/server:1", router="example.com/router:1"),
+        _not_measured,
+        resync_interval_s=30.0,
+        check_model_uris=False,
+    )
+    obj = kube.get_model_deployment(NAME, namespace)
+    assert obj is not None
+    owner = Owner(name=NAME, namespace=namespace, uid=obj["metadata"]["uid"])
+    return reconciler, obj, owner, ModelDeploymentSpec.model_validate(obj["spec"])
+
+
 def test_the_operator_calls_the_webhook_with_the_payload_kanaria_up_sends(
     installed: ControlPlane, namespace: str, operator_kubeconfig: Path
 ) -> None:
@@ -52,19 +73,9 @@ def test_the_operator_calls_the_webhook_with_the_payload_kanaria_up_sends(
             "webhook": {"url": receiver.url, "headers": {"X-Token": "t0ken"}},
             "jobTemplate": JOB_TEMPLATE,
         }
-        installed.apply(md(NAME, {"blueGreen": {}}, retraining=retraining), namespace=namespace)
-        kube = Kube(load_api_client(operator_kubeconfig))
-        reconciler = Reconciler(
-            kube,
-            Images(server="example.com/server:1", router="example.com/router:1"),
-            _not_measured,
-            resync_interval_s=30.0,
-            check_model_uris=False,
+        reconciler, obj, owner, spec = applied(
+            installed, namespace, operator_kubeconfig, retraining
         )
-        obj = kube.get_model_deployment(NAME, namespace)
-        assert obj is not None
-        owner = Owner(name=NAME, namespace=namespace, uid=obj["metadata"]["uid"])
-        spec = ModelDeploymentSpec.model_validate(obj["spec"])
         status = ModelDeploymentStatus.model_validate(
             {
                 "phase": "Healthy",
@@ -100,19 +111,7 @@ def test_a_webhook_that_cannot_be_reached_is_a_warning_and_the_job_still_starts(
         "webhook": {"url": f"http://127.0.0.1:{free_port()}/retrain", "timeout": "2s"},
         "jobTemplate": JOB_TEMPLATE,
     }
-    installed.apply(md(NAME, {"blueGreen": {}}, retraining=retraining), namespace=namespace)
-    kube = Kube(load_api_client(operator_kubeconfig))
-    reconciler = Reconciler(
-        kube,
-        Images(server="example.com/server:1", router="example.com/router:1"),
-        _not_measured,
-        resync_interval_s=30.0,
-        check_model_uris=False,
-    )
-    obj = kube.get_model_deployment(NAME, namespace)
-    assert obj is not None
-    owner = Owner(name=NAME, namespace=namespace, uid=obj["metadata"]["uid"])
-    spec = ModelDeploymentSpec.model_validate(obj["spec"])
+    reconciler, obj, owner, spec = applied(installed, namespace, operator_kubeconfig, retraining)
     now = datetime.now(UTC)
     action = Retrain(version="v1", metric="inputDrift", value=0.4, threshold=0.2, since=now)
     reconciler._retrain(obj, owner, spec, ModelDeploymentStatus(), action, now)
