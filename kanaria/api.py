@@ -32,8 +32,17 @@ from pydantic_core import ErrorDetails
 
 from kanaria.durations import Duration, parse_duration
 
-API_VERSION: Final = "kanaria.io/v1alpha1"
+# The resource's identity, in one place: the CRD, the operator, `kanaria status` and
+# the kubectl-facing verbs all read these.
+GROUP: Final = "kanaria.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = "kanaria.io/v1alpha1"  # GROUP/VERSION, spelled out for the Literal type
 KIND: Final = "ModelDeployment"
+PLURAL: Final = "modeldeployments"
+SINGULAR: Final = "modeldeployment"
+SHORT_NAMES: Final = ("mdep",)
+COMMAND_ANNOTATION: Final = "kanaria.io/command"
+"""The annotation through which ``kanaria pause|resume|promote|abort`` reach the operator."""
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 """DNS-1123 label: model names and metric names become Kubernetes object names and labels."""
@@ -125,7 +134,7 @@ class Batching(_Spec):
     """Longest time a request waits for others to fill a batch. Default 5ms."""
 
 
-class ServerSettings(_Spec):
+class ServerSpec(_Spec):
     """Model-server settings. They belong to a version: each version keeps the settings
     it started with (status.stable.server, status.candidate.server), so a rollout
     whose new version carries `--chaos-error-rate` never touches the stable's pods.
@@ -212,7 +221,7 @@ class RouterRateLimit(_Spec):
         return value
 
 
-class RouterSettings(_Spec):
+class RouterSpec(_Spec):
     """How the router splits, pins, authenticates and limits traffic for this model."""
 
     stickyKey: StickyKey | None = None
@@ -612,9 +621,9 @@ class ModelDeploymentSpec(_Spec):
     """Model-server replicas of the stable version (and of a blue-green candidate). Default 1."""
     resources: ResourceList | None = None
     """Resources of each model-server container (Kubernetes). Default: none."""
-    server: ServerSettings = ServerSettings()
+    server: ServerSpec = ServerSpec()
     """Model-server settings."""
-    router: RouterSettings = RouterSettings()
+    router: RouterSpec = RouterSpec()
     """Router settings."""
     strategy: Strategy
     """How new versions are rolled out."""
@@ -682,12 +691,12 @@ class VersionRef(_Status):
     """Expected SHA-256, if given."""
     referenceProfile: str | None = None
     """Reference input profile URI, if given."""
-    server: ServerSettings | None = None
+    server: ServerSpec | None = None
     """Model-server settings this version runs with, pinned when it started
     (absent in statuses written before they were pinned: spec.server then)."""
 
     @classmethod
-    def of(cls, model: ModelSource, server: ServerSettings | None = None) -> VersionRef:
+    def of(cls, model: ModelSource, server: ServerSpec | None = None) -> VersionRef:
         """The reference for a spec's model, with the server settings it starts with."""
         return cls(
             version=model.version,
@@ -720,7 +729,7 @@ class LiveVersion(_Status):
     """Expected SHA-256, if given."""
     referenceProfile: str | None = None
     """Reference input profile URI, if given."""
-    server: ServerSettings | None = None
+    server: ServerSpec | None = None
     """Model-server settings pinned for this version (absent: spec.server)."""
     role: VersionRole
     """stable or candidate."""

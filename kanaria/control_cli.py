@@ -20,15 +20,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.api import (
+    COMMAND_ANNOTATION,
+    GROUP,
+    PLURAL,
+    VERSION,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
 from kanaria.local import view
 from kanaria.local.statedir import StateDir, StateError, append_command, state_root
 from kanaria.local.supervisor import pid_alive
 
-GROUP = "kanaria.io"
-VERSION = "v1alpha1"
-PLURAL = "modeldeployments"
-COMMAND_ANNOTATION = "kanaria.io/command"
 CONFIRM_TIMEOUT_S = 15.0
 """How long a local verb waits for ``kanaria up`` to acknowledge it."""
 

@@ -24,12 +24,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from kanaria.api import API_VERSION, KIND, ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.api import (
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
 
-GROUP, VERSION = API_VERSION.split("/")
-PLURAL = "modeldeployments"
-SINGULAR = "modeldeployment"
-SHORT_NAMES = ["mdep"]
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_PATH = f"manifests/crds/{CRD_NAME}.yaml"
 """Where ``make crd`` writes the CRD, relative to the repository root."""
@@ -150,7 +155,7 @@ def crd() -> dict[str, Any]:
                 "listKind": f"{KIND}List",
                 "plural": PLURAL,
                 "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
+                "shortNames": list(SHORT_NAMES),
                 "categories": ["kanaria"],
             },
             "versions": [

@@ -9,10 +9,10 @@ cannot drift.
 
 from __future__ import annotations
 
-from kanaria.api import RouterSettings
+from kanaria.api import RouterSpec
 
 
-def router_process_settings(router: RouterSettings, tokens_file: str | None) -> dict[str, str]:
+def router_process_settings(router: RouterSpec, tokens_file: str | None) -> dict[str, str]:
     """Setting name (as in the router's settings) -> value, for ``router``.
 
     ``tokens_file`` is where the router finds the accepted tokens (the mounted

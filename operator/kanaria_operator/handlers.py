@@ -23,13 +23,14 @@ import kopf
 from kanaria_operator.kubeio import Kube, load_api_client
 from kanaria_operator.lease import LeaderElector
 from kanaria_operator.measure import PrometheusMeasure
-from kanaria_operator.objects import COMMAND_ANNOTATION, GROUP, PLURAL, Images
+from kanaria_operator.objects import Images
 from kanaria_operator.reconcile import Reconciler
 from kanaria_operator.settings import OperatorSettings
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from prometheus_client import start_http_server
 
-VERSION = "v1alpha1"
+from kanaria.api import COMMAND_ANNOTATION, GROUP, PLURAL, VERSION
+
 FINALIZER = "kanaria.io/operator"
 STANDBY_POLL_S = 1.0
 """How often a standby operator checks whether it became the leader."""

@@ -19,11 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kanaria_operator.objects import API_VERSION, KIND, MANAGER
+from kanaria_operator.objects import MANAGER
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 from kubernetes.dynamic.resource import Resource
+
+from kanaria.api import API_VERSION, KIND
 
 log = logging.getLogger(__name__)
 

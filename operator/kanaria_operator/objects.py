@@ -22,22 +22,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kanaria.api import LiveVersion, ModelDeploymentSpec
+from kanaria.api import (
+    API_VERSION,
+    KIND,
+    LiveVersion,
+    ModelDeploymentSpec,
+)
 from kanaria.durations import parse_duration
 from kanaria.router_process import as_env, router_process_settings
 from kanaria.routes import CONFIGMAP_KEY, RoutesConfig
 
-GROUP = "kanaria.io"
-API_VERSION = "kanaria.io/v1alpha1"
-KIND = "ModelDeployment"
-PLURAL = "modeldeployments"
 MANAGER = "kanaria-operator"
 
 LABEL_MD = "kanaria.io/model-deployment"
 LABEL_VERSION = "kanaria.io/version"
 LABEL_ROLE = "kanaria.io/role"
 LABEL_COMPONENT = "app.kubernetes.io/component"
-COMMAND_ANNOTATION = "kanaria.io/command"
 """Manual command on the ModelDeployment: ``"<verb> <nonce>"`` (docs/contracts.md)."""
 
 SERVER_PORT = 8080
@@ -160,7 +160,7 @@ def version_deployment(
     # The role changes at promotion; it is on the Deployment, never on the pod
     # template, so promoting does not restart the pods.
     labels = {**pod_labels, LABEL_ROLE: live.role.value}
-    server = live.server or spec.server  # pinned per version (see ServerSettings)
+    server = live.server or spec.server  # pinned per version (see ServerSpec)
     batching = server.batching
     env = _env(
         {

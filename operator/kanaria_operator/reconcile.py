@@ -33,7 +33,6 @@ import httpx
 from kanaria_operator import metrics
 from kanaria_operator.kubeio import Kube, summary
 from kanaria_operator.objects import (
-    COMMAND_ANNOTATION,
     LABEL_COMPONENT,
     LABEL_MD,
     Images,
@@ -47,6 +46,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from kanaria.api import (
+    COMMAND_ANNOTATION,
     Condition,
     Measurement,
     ModelDeploymentSpec,

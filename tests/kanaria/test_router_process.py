@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from kanaria.api import ModelDeployment, RouterSettings
+from kanaria.api import ModelDeployment, RouterSpec
 from kanaria.router_process import as_env, as_flags, router_process_settings
 
 
 def test_settings_follow_auth_and_rate_limit() -> None:
-    router = RouterSettings.model_validate(
+    router = RouterSpec.model_validate(
         {
             "auth": {"header": "X-Api-Key", "tokensFile": "tokens.txt"},
             "rateLimit": {"requestsPerSecond": 0.5, "burst": 3, "trustedProxies": ["10.0.0.0/8"]},
@@ -31,7 +31,7 @@ def test_settings_follow_auth_and_rate_limit() -> None:
     assert flags == as_flags(dict(reversed(settings.items())))  # stable: argv is compared
     # auth without a tokens file to point at (a cluster spec with no Secret) sets nothing
     assert "bearer_tokens_file" not in router_process_settings(router, None)
-    assert router_process_settings(RouterSettings(), None) == {}
+    assert router_process_settings(RouterSpec(), None) == {}
 
 
 @pytest.mark.parametrize(

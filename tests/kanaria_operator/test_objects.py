@@ -22,7 +22,7 @@ from kanaria.api import (
     LiveVersion,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
-    ServerSettings,
+    ServerSpec,
     VersionRole,
 )
 from kanaria.rollout import Command
@@ -62,9 +62,9 @@ def test_version_deployment_runs_the_server_settings_pinned_for_its_version() ->
     """spec.server now carries chaos flags for a new version; a version pinned to other
     settings keeps them, and one with none pinned (an older status) takes spec.server."""
     spec = SPEC.model_copy(
-        update={"server": ServerSettings(args=["--chaos-error-rate", "0.5"], image="srv:2")}
+        update={"server": ServerSpec(args=["--chaos-error-rate", "0.5"], image="srv:2")}
     )
-    pinned = live("v1").model_copy(update={"server": ServerSettings()})
+    pinned = live("v1").model_copy(update={"server": ServerSpec()})
     container = objects.version_deployment(OWNER, spec, pinned, IMAGES)["spec"]["template"]["spec"][
         "containers"
     ][0]
