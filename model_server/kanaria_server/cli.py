@@ -2,8 +2,9 @@
 
 Every setting of :class:`kanaria_server.settings.Settings` is a flag (``max_batch_size``
 is ``--max-batch-size``) and an environment variable (``KANARIA_MAX_BATCH_SIZE``);
-flags win. The flags are generated from the settings so their help texts (with
-units) are written once.
+flags win. The flags are generated from the settings by :mod:`kanaria.settings_cli`
+(shared with the router and the operator), so their help texts (with units) are
+written once.
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT drain in-flight requests
 first), 2 for invalid settings or a model that cannot be loaded (missing,
@@ -19,55 +20,23 @@ import logging
 import math
 import signal
 import sys
-from typing import Any
 
+from kanaria import settings_cli
 from kanaria_server.settings import Settings
 
 PROG = "kanaria serve-model"
 
 
-def _flag_type(annotation: Any) -> type:
-    if annotation in (int, float):
-        return annotation  # type: ignore[no-any-return]
-    return str
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per setting; defaults stay None so the environment can fill them in."""
-    for name, info in Settings.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        default = "" if info.is_required() else f" (default: {info.default})"
-        parser.add_argument(
-            flag,
-            dest=name,
-            type=_flag_type(info.annotation),
-            default=None,
-            help=f"{info.description}{default} [env KANARIA_{name.upper()}]",
-        )
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Flags given on the command line override KANARIA_* environment variables."""
-    given = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
-    return Settings(**given)
-
-
-def format_validation_error(exc: Any) -> str:
-    lines = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"])
-        flag = "--" + field.replace("_", "-")
-        lines.append(f"{flag} (KANARIA_{field.upper()}): {err['msg']}")
-    return "\n  ".join(lines)
+    """One flag per setting; defaults stay None so the environment can fill them in."""
+    settings_cli.add_flags(parser, Settings)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError  # noqa: PLC0415
-
     try:
-        settings = settings_from_args(args)
-    except ValidationError as exc:
-        print(f"{PROG}: invalid settings:\n  {format_validation_error(exc)}", file=sys.stderr)
+        settings = settings_cli.load(Settings, args)
+    except settings_cli.InvalidSettingsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     return serve(settings)
 

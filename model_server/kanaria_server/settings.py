@@ -2,15 +2,17 @@
 
 Each field documents its unit. Command-line flags override the environment
 (``kanaria_server.cli`` passes them as init values), so a container can be
-configured with env vars alone and a laptop with flags alone.
+configured with env vars alone and a laptop with flags alone. The flags, their
+help and docs/reference/settings.md are generated from these fields by
+:mod:`kanaria.settings_cli`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kanaria.settings_cli import LogLevel
 
 
 class Settings(BaseSettings):
@@ -96,6 +98,6 @@ class Settings(BaseSettings):
         ge=0,
         description="Testing aid: extra delay added to every infer request, in milliseconds.",
     )
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
-        default="info", description="Log level: debug, info, warning, error or critical."
+    log_level: LogLevel = Field(
+        default="info", description="Log level: debug, info, warning, error or critical (any case)."
     )

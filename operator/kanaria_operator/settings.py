@@ -1,7 +1,10 @@
 """Operator settings: ``KANARIA_*`` environment variables, overridden by CLI flags.
 
 The operator image is configured with environment variables alone (the
-manifests and the Helm chart set them); a developer runs it with flags.
+manifests and the Helm chart set them); a developer runs it with flags. The
+field docstrings are the descriptions (``use_attribute_docstrings``): ``kanaria
+operator --help`` and docs/reference/settings.md are generated from them by
+:mod:`kanaria.settings_cli`, one flag and one variable per field.
 """
 
 from __future__ import annotations
@@ -14,22 +17,28 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kanaria.settings_cli import Flag, LogLevel
+
 
 def _default_identity() -> str:
+    """The host name and process id (HOST-PID)."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class OperatorSettings(BaseSettings):
     """Everything the operator needs besides the cluster's ModelDeployments."""
 
-    model_config = SettingsConfigDict(env_prefix="KANARIA_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="KANARIA_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     prometheus_url: str | None = None
     """Base URL of the Prometheus the gates query (e.g. http://prometheus:9090). Unset: every
     measurement is an Error, so rollouts with gates roll back rather than promote blind."""
-    namespaces: Annotated[list[str], NoDecode] = []
-    """Namespaces to watch (comma-separated in the environment); empty: cluster-wide."""
-    resync_interval_s: float = Field(default=30.0, gt=0)
+    namespaces: Annotated[list[str], NoDecode, Flag("-n", "--namespace", metavar="NS")] = []
+    """Namespaces to watch, comma-separated; empty: every namespace (`-A` says so
+    explicitly on the command line)."""
+    resync_interval_s: Annotated[float, Flag("--resync-interval")] = Field(default=30.0, gt=0)
     """Longest time, in seconds, between two passes over a ModelDeployment. A pass runs
     every spec.analysis.interval or this, whichever is shorter, and at once on changes."""
     metrics_host: str = "0.0.0.0"
@@ -50,13 +59,15 @@ class OperatorSettings(BaseSettings):
     """Name of the coordination.k8s.io Lease that elects the acting operator."""
     lease_namespace: str = "kanaria-system"
     """Namespace of the Lease (the operator's own)."""
-    lease_duration_s: float = Field(default=15.0, ge=1)
+    lease_duration_s: Annotated[float, Flag("--lease-duration")] = Field(default=15.0, ge=1)
     """Seconds a Lease holder stays leader without renewing; a standby takes over after."""
     check_model_uris: bool = True
     """Probe http(s) model URIs (HEAD) and report unreachable ones as an InvalidSpec
     condition; off where the operator's network differs from the pods'."""
     kubeconfig: Path | None = None
     """Kubeconfig file; unset: in-cluster service account, then ~/.kube/config."""
+    log_level: LogLevel = "info"
+    """Log level: debug, info, warning, error or critical (any case)."""
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -1,6 +1,9 @@
 """Router settings: environment variables prefixed ``KANARIA_`` (CLI flags override).
 
-Every field states its unit; ``0`` turns a limit off where that makes sense.
+Every field states its unit; ``0`` turns a limit off where that makes sense. The
+field docstrings are the descriptions (``use_attribute_docstrings``): ``kanaria
+route --help`` and docs/reference/settings.md are generated from them by
+:mod:`kanaria.settings_cli`, one flag and one variable per field.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kanaria.settings_cli import Flag, LogLevel
 from kanaria_router.clients import Network, parse_networks
 from kanaria_router.tokens import parse_tokens
 
@@ -18,19 +22,24 @@ from kanaria_router.tokens import parse_tokens
 class RouterSettings(BaseSettings):
     """Everything the router needs besides its routes document."""
 
-    model_config = SettingsConfigDict(env_prefix="KANARIA_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="KANARIA_", extra="ignore", use_attribute_docstrings=True
+    )
 
     host: str = "0.0.0.0"
     """Address to listen on."""
     port: int = Field(default=8080, ge=0, le=65535)
     """TCP port to listen on."""
-    config: Path | None = None
-    """Routes document file (YAML or JSON); reloaded when it changes. Env: KANARIA_CONFIG."""
-    configmap: str | None = None
-    """``NAMESPACE/NAME`` of a ConfigMap whose ``routes.yaml`` key holds the routes."""
+    config: Annotated[Path | None, Flag(metavar="FILE")] = None
+    """Routes document file (YAML or JSON), checked for changes every ``reload_interval_s``.
+    Give this or ``configmap``."""
+    configmap: Annotated[str | None, Flag(metavar="NAMESPACE/NAME")] = None
+    """``NAMESPACE/NAME`` of a ConfigMap whose ``routes.yaml`` key holds the routes;
+    changes apply as soon as the API server stores them. Give this or ``config``."""
     kubeconfig: Path | None = None
-    """Kubeconfig for ConfigMap mode outside a cluster (default: in-cluster, then ~/.kube)."""
-    reload_interval_s: float = Field(default=0.2, gt=0)
+    """Kubeconfig for ConfigMap mode outside a cluster (unset: in-cluster config, then
+    ~/.kube/config)."""
+    reload_interval_s: Annotated[float, Flag("--reload-interval")] = Field(default=0.2, gt=0)
     """Seconds between checks of the routes file for changes (a stat call: cheap)."""
     backend_timeout_s: float = Field(default=30.0, gt=0)
     """Seconds a backend has to answer a request before the client gets 504."""
@@ -52,7 +61,7 @@ class RouterSettings(BaseSettings):
     Secret convention); re-read within ``reload_interval_s`` when it changes, so a
     rotated Secret takes effect without a restart. Its tokens add to
     ``bearer_tokens``. Given, authentication is on even if a reload finds it empty
-    (then no token is accepted). Env: KANARIA_BEARER_TOKENS_FILE."""
+    (then no token is accepted)."""
     auth_header: str = Field(
         default="Authorization", pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", max_length=128
     )
@@ -66,7 +75,7 @@ class RouterSettings(BaseSettings):
     """Addresses or CIDRs of proxies in front of the router (ingress, load
     balancer), separated by commas or spaces. From such a peer the client address
     for rate limiting is read from ``X-Forwarded-For`` (right to left, past
-    trusted hops); empty: the header is ignored. Env: KANARIA_TRUSTED_PROXIES."""
+    trusted hops); empty: the header is ignored."""
     mirror_queue_size: int = Field(default=1000, ge=1)
     """Mirror copies waiting to be sent, at most; copies beyond are dropped and counted."""
     mirror_queue_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
@@ -92,6 +101,9 @@ class RouterSettings(BaseSettings):
     """Seconds in-flight requests get to finish on shutdown (SIGTERM/SIGINT)."""
     backend_connections: int = Field(default=0, ge=0)
     """Pooled connections per backend at most; 0 means no limit."""
+    log_level: LogLevel = "info"
+    """Log level: debug, info, warning, error or critical (any case). The mirror worker
+    logs at the router's level."""
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -9,9 +9,8 @@ import subprocess
 
 import httpx
 import pytest
-from kanaria_router.cli import _overrides, configure
+from kanaria_router.cli import configure, load_settings
 from kanaria_router.clients import Network, client_address, parse_networks
-from kanaria_router.settings import RouterSettings
 
 from kanaria.router_process import as_flags
 from tests.kanaria_router.conftest import Backend, RouterFactory, infer_body, routes
@@ -90,7 +89,7 @@ def test_router_refuses_a_bad_trusted_proxies_setting() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "trusted_proxies" in result.stderr
+    assert "KANARIA_TRUSTED_PROXIES (--trusted-proxies)" in result.stderr
     assert "'ten' is not an IP address or network" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -108,7 +107,7 @@ def test_the_router_cli_takes_every_setting_kanaria_up_passes() -> None:
             "trusted_proxies": "10.0.0.0/8,fd00::1",
         }
     )
-    settings = RouterSettings(**_overrides(parser.parse_args(flags)))
+    settings = load_settings(parser.parse_args(flags))
     assert str(settings.bearer_tokens_file) == "/t"
     assert settings.auth_header == "X-Key"
     assert settings.rate_limit_rps == 2.5
