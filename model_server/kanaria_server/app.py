@@ -2,9 +2,10 @@
 
 ``create_app(settings)`` wires the parts together: loading (in the background,
 so liveness answers while a large model downloads), the batcher, monitoring,
-the prediction log and delayed-label feedback. Errors from every handler go
-through :func:`_error_response`, the one place that maps the error hierarchy to
-HTTP and the V2 error shape. Infer requests are dispatched by
+the prediction log and delayed-label feedback. Every error, from a handler or
+from the framework's routing, is answered through
+:func:`kanaria_server.errors.answer`, the one mapping of the error model to HTTP
+and the V2 error shape. Infer requests are dispatched by
 :class:`ModelServerApp` straight to :class:`kanaria_server.infer.InferHandler`
 (a bare ASGI handler), before FastAPI's middleware and routing, because that
 stack costs more per request than a small model's inference.
@@ -15,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -27,55 +27,48 @@ from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, gene
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kanaria import __version__
-from kanaria_server.batching import Batcher
-from kanaria_server.errors import (
-    BadRequestError,
-    ModelLoadError,
-    ServerError,
-)
-from kanaria_server.feedback import FeedbackStore, parse_feedback
-from kanaria_server.infer import (
-    ClientGoneError,
-    InferHandler,
+from kanaria_server.asgi import (
+    REQUEST_ID,
     Receive,
     Scope,
     Send,
-    check_model,
     int_header,
     read_body,
+    safe_request_id,
 )
+from kanaria_server.batching import Batcher
+from kanaria_server.errors import (
+    BadRequestError,
+    ErrorAnswer,
+    ModelLoadError,
+    ServerError,
+    answer,
+    routing_error,
+)
+from kanaria_server.feedback import FeedbackStore, parse_feedback
+from kanaria_server.infer import InferHandler
 from kanaria_server.model import LoadedModel, load_model
 from kanaria_server.monitoring import Monitor
 from kanaria_server.predlog import PredictionLog
 from kanaria_server.profile import load_profile
 from kanaria_server.settings import Settings
+from kanaria_server.state import ServerState
 
 log = logging.getLogger("kanaria_server")
 JSON = "application/json"
 EXTENSIONS = ["binary_tensor_data", "kanaria_feedback"]
 
 
-@dataclass
-class ServerState:
-    """What the handlers share: filled in once the model has loaded."""
-
-    settings: Settings
-    monitor: Monitor
-    feedback: FeedbackStore
-    model: LoadedModel | None = None
-    batcher: Batcher | None = None
-    predlog: PredictionLog | None = None
-    load_error: str | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type=JSON, headers=headers)
 
 
-def _error_response(exc: ServerError, headers: dict[str, str] | None = None) -> Response:
-    """The one mapping of the error hierarchy to HTTP: status from the class, V2 body."""
-    return _json({"error": exc.message}, exc.status, headers)
+def _error_response(
+    error: ErrorAnswer, request_id: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """An :class:`ErrorAnswer` as a FastAPI response naming its request id."""
+    out = {**(headers or {}), REQUEST_ID: safe_request_id(request_id)}
+    return Response(error.body, status_code=error.status, media_type=JSON, headers=out)
 
 
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
@@ -193,24 +186,22 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     )
     app.state.kanaria = state
 
-    @app.exception_handler(ServerError)
-    async def _server_error(_: Request, exc: ServerError) -> Response:
-        return _error_response(exc)
+    def request_id(request: Request) -> str:
+        return request.headers.get(REQUEST_ID) or state.ids.new()
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404:
-            message = f"no route {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            message = f"method {request.method} not allowed on {request.url.path}"
-        else:
-            message = str(exc.detail)
-        return _json({"error": message}, exc.status_code)
+    async def _error(request: Request, exc: Exception) -> Response:
+        """Every exception a route lets through, and the framework's own 404/405."""
+        headers = None
+        if isinstance(exc, StarletteHTTPException):
+            headers = exc.headers  # 405 names the allowed methods
+            exc = routing_error(exc.status_code, request.method, request.url.path, exc.detail)
+        return _error_response(answer(exc), request_id(request), headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unexpected error")
-        return _json({"error": f"internal error: {type(exc).__name__}"}, 500)
+    # Starlette looks the first two up by class and answers; a handler for
+    # Exception itself runs in its outermost middleware, which re-raises after
+    # answering (a second traceback in the log): right for a bug, not for a 404.
+    for caught in (ServerError, StarletteHTTPException, Exception):
+        app.add_exception_handler(caught, _error)
 
     @app.get("/v2")
     async def server_metadata() -> Response:
@@ -222,12 +213,12 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
 
     @app.get("/v2/health/ready")
     async def ready() -> Response:
-        check_model(state, settings.name, None)
+        state.check_model(settings.name, None)
         return _json({"ready": True})
 
     async def model_metadata(request: Request) -> Response:
         p = request.path_params
-        model = check_model(state, p["name"], p.get("version"))
+        model = state.check_model(p["name"], p.get("version"))
         return _json(
             {
                 "name": settings.name,
@@ -240,15 +231,14 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
 
     async def model_ready(request: Request) -> Response:
         p = request.path_params
-        check_model(state, p["name"], p.get("version"))
+        state.check_model(p["name"], p.get("version"))
         return _json({"name": settings.name, "ready": True})
 
     async def feedback(request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or app.infer.new_request_id()
-        headers = {"x-request-id": request_id}
+        rid = request_id(request)
         try:
             p = request.path_params
-            check_model(state, p["name"], p.get("version"))
+            state.check_model(p["name"], p.get("version"))
             if not monitor.classifiers:
                 raise BadRequestError(
                     "feedback needs a classifier output ([batch, classes] float); "
@@ -264,12 +254,10 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             except orjson.JSONDecodeError as exc:
                 raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
             result = state.feedback.score(parse_feedback(doc))
-        except ServerError as exc:
-            monitor.count_request("feedback", exc.status)
-            return _error_response(exc, headers)
-        except ClientGoneError:  # nobody to answer; 499 as nginx logs it
-            monitor.count_request("feedback", 499)
-            return Response(status_code=499)
+        except Exception as exc:  # answer() sorts the caller's from ours
+            error = answer(exc)
+            monitor.count_request("feedback", error.status)
+            return _error_response(error, rid)
         children = monitor.feedback_children
         if result.correct:
             children["correct"].inc(result.correct)
@@ -278,7 +266,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
         if result.unknown:
             children["unknown"].inc(len(result.unknown))
         monitor.count_request("feedback", 200)
-        return _json(result.as_json(), headers=headers)
+        return _json(result.as_json(), headers={REQUEST_ID: safe_request_id(rid)})
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.router.add_route(prefix, model_metadata, methods=["GET"])

@@ -7,6 +7,8 @@ suite fast on a loaded machine.
 
 from __future__ import annotations
 
+import http.server
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,3 +103,43 @@ def mlp_server(mlp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     logs = tmp_path_factory.mktemp("mlp-server-logs")
     with serve(mlp_path, logs, "--max-body-bytes", "65536", "--max-batch-delay-ms", "5") as server:
         yield server
+
+
+class _HeldModelHandler(http.server.BaseHTTPRequestHandler):
+    """Serves the model bytes only once the test releases the gate."""
+
+    model: bytes = b""
+    gate = threading.Event()
+
+    def do_GET(self) -> None:
+        if self.path == "/missing.onnx":
+            self.send_error(404)
+            return
+        self.gate.wait(60)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.model)))
+        self.end_headers()
+        self.wfile.write(self.model)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def model_http(mlp_path: Path) -> Iterator[tuple[str, threading.Event]]:
+    """An HTTP server holding the MLP's bytes until the test sets the event it yields."""
+
+    class Handler(_HeldModelHandler):
+        model = mlp_path.read_bytes()
+        gate = threading.Event()
+
+    handler = Handler
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler.gate
+    finally:
+        handler.gate.set()
+        httpd.shutdown()
+        httpd.server_close()

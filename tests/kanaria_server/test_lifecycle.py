@@ -4,12 +4,10 @@ chaos flags and settings errors, through the real `kanaria serve-model` process.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -88,44 +86,6 @@ def test_file_uri_and_matching_sha256(mlp_path: Path, log_dir: Path) -> None:
     digest = hashlib.sha256(mlp_path.read_bytes()).hexdigest()
     with serve(f"file://{mlp_path}", log_dir, "--sha256", digest) as server:
         assert httpx.post(server.infer_url(), json=BODY).status_code == 200
-
-
-class _HeldModelHandler(http.server.BaseHTTPRequestHandler):
-    """Serves the model bytes only once the test releases the gate."""
-
-    model: bytes = b""
-    gate = threading.Event()
-
-    def do_GET(self) -> None:
-        if self.path == "/missing.onnx":
-            self.send_error(404)
-            return
-        self.gate.wait(60)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.model)))
-        self.end_headers()
-        self.wfile.write(self.model)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def model_http(mlp_path: Path) -> Iterator[tuple[str, threading.Event]]:
-    class Handler(_HeldModelHandler):
-        model = mlp_path.read_bytes()
-        gate = threading.Event()
-
-    handler = Handler
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler.gate
-    finally:
-        handler.gate.set()
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_http_model_is_live_but_not_ready_until_loaded(
