@@ -12,13 +12,24 @@ Imports by module-name string count as imports: the first argument of
 ``importlib.import_module``, ``__import__`` and the CLI's ``Command``. A string
 import must name a module of the tree, and every exception below must name one.
 
+- No import cycle among the tree's own modules. Only module-level imports
+  count (those run when the module is loaded, ``if TYPE_CHECKING:`` blocks
+  included: a cycle that only the type checker sees still means neither module
+  can be read or moved without the other); imports inside functions are the
+  sanctioned way to load something lazily and do not count. An import edge goes
+  to the module named (``from a.b import c`` to ``a.b.c`` when that is a module,
+  else ``a.b``), not to the parent packages Python initialises on the way,
+  which is what lets a package's ``__init__`` re-export its submodules.
+
 Exit status 1 with one line per violation, so it fails ``make lint``.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +106,140 @@ def module_name(package: str, root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
+def _module_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Statements run when the module loads: the body, and inside if/try/with/class blocks."""
+    for node in body:
+        yield node
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for name in ("body", "orelse", "finalbody"):
+            yield from _module_level(getattr(node, name, []))
+        for handler in getattr(node, "handlers", []):
+            yield from _module_level(handler.body)
+
+
+def _deepest_module(name: str, packages: dict[str, Path]) -> str | None:
+    """The longest prefix of dotted ``name`` that is a module of the tree."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if module_exists(candidate, packages) or (end == 1 and candidate in packages):
+            return candidate
+    return None
+
+
+def module_imports(
+    mod: str, path: Path, packages: dict[str, Path] = PACKAGES
+) -> list[tuple[int, str]]:
+    """The tree's modules that ``mod`` imports at module level, with line numbers."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    found: list[tuple[int, str]] = []
+    for node in _module_level(tree.body):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = mod.split(".")[: len(mod.split(".")) - node.level + is_package]
+                base = ".".join([*anchor, *([base] if base else [])])
+            names = [f"{base}.{a.name}" for a in node.names]
+        for name in names:
+            target = _deepest_module(name, packages)
+            if target is not None and target != mod:
+                found.append((node.lineno, target))
+    return found
+
+
+def import_cycles(packages: dict[str, Path] = PACKAGES) -> list[str]:
+    """One line per import cycle among the tree's modules, naming the modules in order."""
+    graph: dict[str, dict[str, int]] = {}
+    files: dict[str, str] = {}
+    for package, root in packages.items():
+        for path in sorted(root.rglob("*.py")):
+            mod = module_name(package, root, path)
+            files[mod] = _where(path)
+            edges = graph.setdefault(mod, {})
+            for lineno, target in module_imports(mod, path, packages):
+                edges.setdefault(target, lineno)
+    out = []
+    for component in _strongly_connected(graph):
+        cycle = _shortest_cycle(min(component), graph, component)
+        steps = ", ".join(f"{files[a]}:{graph[a][b]}" for a, b in itertools.pairwise(cycle))
+        out.append(f"import cycle: {' -> '.join(cycle)} ({steps})")
+    return out
+
+
+def _strongly_connected(graph: dict[str, dict[str, int]]) -> list[set[str]]:
+    """Tarjan's algorithm, iteratively; only components that contain a cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.get(start, {}))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, targets = work[-1]
+            nxt = next((t for t in targets if t in graph), None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(component)
+    return sorted(found, key=min)
+
+
+def _shortest_cycle(start: str, graph: dict[str, dict[str, int]], within: set[str]) -> list[str]:
+    """A shortest path from ``start`` back to itself inside one strongly connected component."""
+    parents: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for target in sorted(graph[node]):
+                if target == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(parents[path[-1]])
+                    return [*reversed(path), start]
+                if target in within and target not in parents:
+                    parents[target] = node
+                    following.append(target)
+        frontier = following
+    raise AssertionError(f"{start} is in no cycle")  # a component always has one
+
+
+def _where(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def violations(
     packages: dict[str, Path] = PACKAGES,
     exceptions: dict[str, set[str]] = CORE_EXCEPTIONS,
@@ -111,10 +256,7 @@ def violations(
                 (v for k, v in exceptions.items() if mod == k or mod.startswith(k + ".")),
                 set(),
             )
-            try:
-                where_file = str(path.relative_to(ROOT))
-            except ValueError:
-                where_file = str(path)
+            where_file = _where(path)
             imports = [(lineno, name, False) for lineno, name in imported_roots(path)]
             for lineno, target in string_imports(path):
                 where = f"{where_file}:{lineno}"
@@ -130,7 +272,7 @@ def violations(
                         out.append(f"{where}: core module {mod} imports component {name}")
                 elif name in COMPONENTS and name != package:
                     out.append(f"{where}: component {package} imports component {name}")
-    return out
+    return out + import_cycles(packages)
 
 
 def main() -> int:

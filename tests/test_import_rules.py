@@ -97,3 +97,39 @@ def test_checker_catches_string_imports(tmp_path: Path) -> None:
         "core module kanaria.other imports kopf",
         "kanaria.cli imports kanaria.local.cli_gone by name; no such module",
     ]
+
+
+def test_checker_names_the_modules_of_an_import_cycle(tmp_path: Path) -> None:
+    """Module-level imports count (TYPE_CHECKING and relative ones too), lazy ones do not."""
+    packages = _tree(
+        tmp_path,
+        {
+            "kanaria_server/app.py": "from kanaria_server.infer import handler\n",
+            "kanaria_server/infer.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n"
+                "    from kanaria_server.state import State\n"
+            ),
+            "kanaria_server/state.py": "from . import app\n",
+            # a package re-exporting its submodules is not a cycle with them
+            "kanaria/rollout/__init__.py": "from kanaria.rollout.engine import decide\n",
+            "kanaria/rollout/engine.py": "from kanaria.rollout import types\n",
+            "kanaria/rollout/types.py": "import kanaria.rollout.engine\n",
+            # an import inside a function is lazy: no cycle
+            "kanaria_router/a.py": "import kanaria_router.b\n",
+            "kanaria_router/b.py": "def f() -> None:\n    import kanaria_router.a\n",
+        },
+    )
+    checker = _checker()
+    cycles = checker.import_cycles(packages)
+    assert [line.split(" (")[0] for line in cycles] == [
+        "import cycle: kanaria.rollout.engine -> kanaria.rollout.types -> kanaria.rollout.engine",
+        "import cycle: kanaria_server.app -> kanaria_server.infer -> kanaria_server.state"
+        " -> kanaria_server.app",
+    ]
+    assert "kanaria_server/infer.py:3" in cycles[1], cycles
+    assert set(cycles) <= set(checker.violations(packages, {}))
+
+
+def test_tree_has_no_import_cycle() -> None:
+    assert _checker().import_cycles() == []
