@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: help setup system-deps control-plane images lint typecheck check-imports test test-fast node-up demo bench crd kind-up kind-down clean
+.PHONY: help setup system-deps control-plane images lint typecheck check-imports test test-fast node-up demo bench crd docs kind-up kind-down clean
 
 help:
 	@echo "make demo   - generate demo models and run a local rollout end to end"
@@ -79,6 +79,11 @@ crd: setup
 	$(VENV)/bin/kanaria crd > manifests/crds/modeldeployments.kanaria.io.yaml
 	mkdir -p helm/kanaria/files/crds
 	cp manifests/crds/modeldeployments.kanaria.io.yaml helm/kanaria/files/crds/
+
+# The reference pages in docs/reference/ (flags and variables, ModelDeployment fields,
+# metrics, Helm values), generated from the code; tests/test_docs.py fails when stale.
+docs: setup
+	$(PY) -m scripts.docgen
 
 # A kind cluster with the three images, the chart and a sample (needs Docker and kind);
 # `make kind-up MONITORING=1` adds kube-prometheus-stack and the monitoring pack.
