@@ -428,10 +428,73 @@ class Builtin(StrEnum):
     inputDrift = "inputDrift"
     shadowAgreement = "shadowAgreement"
     accuracy = "accuracy"
+    latencyDistribution = "latencyDistribution"
+    outputDistribution = "outputDistribution"
+
+
+COMPARABLE_BUILTINS: Final = ("successRate", "errorRate", "accuracy", "latencyP99",
+                              "latencyDistribution", "outputDistribution")  # fmt: skip
+"""Built-ins that can compare the candidate with the stable (``compare``): each has a
+count per version to compare. inputDrift is already a comparison (with the reference
+profile) and shadowAgreement is one number for the pair."""
+COMPARE_ONLY_BUILTINS: Final = ("latencyDistribution", "outputDistribution")
+"""Built-ins that only mean something as a comparison (no threshold on their own)."""
+COMPARE_STAGES: Final[tuple[RolloutStage, ...]] = ("Mirroring", "Preview", "Steps")
+"""Stages in which both versions can get traffic; after the switch the stable gets none."""
+
+
+class Compare(_Spec):
+    """Judge the candidate against the stable version instead of against a fixed number.
+
+    Both versions are counted on the same traffic since the current step (or stage)
+    began; a shadow is compared on the copies it answered. The counts are checked
+    every interval with an always-valid sequential test (a confidence sequence), so
+    looking every interval does not add false alarms. The gate is Successful once the
+    data show, with the configured confidence, that the candidate is not worse than
+    the stable by more than margin; Failed once they show it is; Inconclusive until
+    then, so low traffic never rolls back and never promotes. spec.analysis.minRequests
+    does not apply: status shows the sample size the margin and power need instead."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "!has(self.relative) || !self.relative || self.margin > 0.0",
+                "spec.analysis.metrics[].compare.margin must be above 0 when relative",
+                ".margin",
+            ),
+        )
+    )
+
+    against: Literal["stable"] = "stable"
+    """The version compared with: stable (the only choice today)."""
+    margin: float = Field(ge=0, le=1000)
+    """How much worse than the stable the candidate may be. successRate, errorRate,
+    accuracy: the increase of the failing share (5xx, or incorrect labels), absolute
+    (0.005 = half a percentage point) or, with relative, as a fraction of the stable's
+    (0.5 = 50% more). latencyP99: the quantile's ratio minus 1 (0.2 = at most 20%
+    slower). latencyDistribution: the chance that a candidate request is slower than a
+    stable one, minus 1/2 (0.05). outputDistribution: the largest change of any output
+    class's share (0.02 = two points)."""
+    relative: bool | None = None
+    """Margin as a fraction of the stable's value instead of an absolute difference
+    (successRate, errorRate, accuracy). latencyP99 is always relative (a ratio);
+    latencyDistribution and outputDistribution never are. Default false."""
+    confidence: float = Field(default=0.99, ge=0.5, le=0.9999)
+    """Probability that the whole rollout makes no false verdict: it is shared
+    equally between the steps (or stages) whose counts start afresh. Default 0.99."""
+    power: float = Field(default=0.8, ge=0.5, le=0.9999)
+    """Chance of a verdict by the minimum sample size shown in status. Default 0.8."""
+
+    @model_validator(mode="after")
+    def _positive_relative(self) -> Compare:
+        if self.relative and self.margin <= 0:
+            raise ValueError("margin must be above 0 when relative")
+        return self
 
 
 class MetricGate(_Spec):
-    """One gate: a value measured over the last interval, judged against min and/or max."""
+    """One gate: a value measured over the last interval, judged against min and/or max;
+    or (compare) the candidate judged against the stable version."""
 
     model_config = ConfigDict(
         json_schema_extra=_validations(
@@ -440,8 +503,46 @@ class MetricGate(_Spec):
                 "spec.analysis.metrics[]: set exactly one of builtin, query",
             ),
             _cel(
-                "has(self.min) || has(self.max)",
-                "spec.analysis.metrics[]: set min, max or both",
+                "has(self.min) || has(self.max) || has(self.compare)",
+                "spec.analysis.metrics[]: set min, max or both, or compare",
+            ),
+            _cel(
+                "!has(self.compare) || (!has(self.min) && !has(self.max))",
+                "spec.analysis.metrics[]: compare replaces min and max: set one or the other",
+                ".compare",
+            ),
+            _cel(
+                "!has(self.compare) || (has(self.builtin) && self.builtin in "
+                + str(list(COMPARABLE_BUILTINS))
+                + ")",
+                "spec.analysis.metrics[].compare needs builtin " + ", ".join(COMPARABLE_BUILTINS),
+                ".compare",
+            ),
+            _cel(
+                "!has(self.builtin) || !(self.builtin in "
+                + str(list(COMPARE_ONLY_BUILTINS))
+                + ") || has(self.compare)",
+                "spec.analysis.metrics[]: builtins "
+                + ", ".join(COMPARE_ONLY_BUILTINS)
+                + " need compare",
+                ".builtin",
+            ),
+            _cel(
+                "!has(self.compare) || !has(self.compare.relative) || !has(self.builtin) || "
+                "(self.compare.relative ? !(self.builtin in "
+                + str(list(COMPARE_ONLY_BUILTINS))
+                + ") : self.builtin != 'latencyP99')",
+                "spec.analysis.metrics[].compare.relative: latencyP99 is always relative, "
+                + " and ".join(COMPARE_ONLY_BUILTINS)
+                + " never",
+                ".compare.relative",
+            ),
+            _cel(
+                "!has(self.compare) || !has(self.stages) || "
+                "self.stages.all(s, s in " + str(list(COMPARE_STAGES)) + ")",
+                "spec.analysis.metrics[].stages: a compare gate applies only where both "
+                "versions get traffic: " + ", ".join(COMPARE_STAGES),
+                ".stages",
             ),
             _cel(
                 "!has(self.min) || !has(self.max) || self.min < self.max",
@@ -461,7 +562,8 @@ class MetricGate(_Spec):
     builtin: Builtin | None = None
     """A built-in gate: successRate, errorRate (ratios 0-1), latencyP99 (seconds),
     inputDrift (PSI, max over inputs), shadowAgreement (ratio 0-1), accuracy (ratio 0-1,
-    from delayed labels)."""
+    from delayed labels); with compare only: latencyDistribution (the whole latency
+    histogram, P(candidate slower) - 1/2) and outputDistribution (output class shares)."""
     query: str | None = Field(default=None, min_length=1, max_length=4096)
     """Custom PromQL returning one series; placeholders {{model}}, {{version}},
     {{namespace}} (empty outside Kubernetes) and {{interval}} (e.g. 30s)."""
@@ -471,6 +573,11 @@ class MetricGate(_Spec):
     """The measured value must be <= max to pass."""
     quantile: float | None = Field(default=None, gt=0, lt=1)
     """Latency quantile for builtin latencyP99, e.g. 0.95. Default 0.99."""
+    compare: Compare | None = None
+    """Judge the candidate against the stable version on the same traffic (instead of
+    min and max): builtins successRate, errorRate, accuracy, latencyP99,
+    latencyDistribution, outputDistribution. Applies where both versions get traffic
+    (Steps, and Mirroring or Preview with mirrored copies). Default: none."""
     stages: list[RolloutStage] | None = Field(
         default=None,
         min_length=1,
@@ -487,8 +594,12 @@ class MetricGate(_Spec):
     def _rules(self) -> MetricGate:
         if (self.builtin is None) == (self.query is None):
             raise ValueError("set exactly one of builtin, query")
-        if self.min is None and self.max is None:
-            raise ValueError("set min, max or both")
+        if self.compare is not None:
+            self._compare_rules(self.compare)
+        elif self.builtin is not None and self.builtin.value in COMPARE_ONLY_BUILTINS:
+            raise ValueError(f"builtin {self.builtin.value} needs compare")
+        elif self.min is None and self.max is None:
+            raise ValueError("set min, max or both, or compare")
         for bound in (self.min, self.max):
             if bound is not None and not math.isfinite(bound):
                 raise ValueError("min and max must be finite numbers")
@@ -499,6 +610,21 @@ class MetricGate(_Spec):
         if self.stages is not None and len(set(self.stages)) != len(self.stages):
             raise ValueError("stages must not name a stage twice")
         return self
+
+    def _compare_rules(self, compare: Compare) -> None:
+        if self.min is not None or self.max is not None:
+            raise ValueError("compare replaces min and max: set one or the other")
+        if self.builtin is None or self.builtin.value not in COMPARABLE_BUILTINS:
+            raise ValueError("compare needs builtin " + ", ".join(COMPARABLE_BUILTINS))
+        if compare.relative is False and self.builtin is Builtin.latencyP99:
+            raise ValueError("compare.relative: latencyP99 is always relative (a ratio)")
+        if compare.relative and self.builtin.value in COMPARE_ONLY_BUILTINS:
+            raise ValueError(f"compare.relative: {self.builtin.value} is never relative")
+        if self.stages is not None and not set(self.stages) <= set(COMPARE_STAGES):
+            raise ValueError(
+                "stages: a compare gate applies only where both versions get traffic: "
+                + ", ".join(COMPARE_STAGES)
+            )
 
 
 class Analysis(_Spec):
@@ -752,6 +878,58 @@ class Condition(_Status):
     """When status last changed."""
 
 
+class VersionEvidence(_Status):
+    """One version's side of a comparison."""
+
+    version: str
+    """Version name."""
+    requests: float
+    """Observations since the window began (requests, labels, outputs)."""
+    events: float | None = None
+    """Of those, the ones counted against it (5xx, incorrect); none for latency."""
+    estimate: float | None = None
+    """Its own value: the failing share, the latency quantile (seconds), or the class
+    share the comparison turned on."""
+
+
+class Comparison(_Status):
+    """Why a compare gate decided: the evidence a person needs to check it."""
+
+    test: Literal["difference", "ratio", "quantileRatio", "rank", "shares"]
+    """difference: failing shares, candidate minus stable; ratio: candidate over stable
+    (relative margin); quantileRatio: latency quantile, candidate over stable; rank:
+    P(candidate slower) - 1/2 from the histograms; shares: output class share,
+    candidate minus stable, for the class furthest apart."""
+    candidate: VersionEvidence
+    """The candidate's counts and estimate."""
+    stable: VersionEvidence
+    """The stable version's counts and estimate."""
+    estimate: float | None = None
+    """The compared quantity (see test)."""
+    lower: float | None = None
+    """Lower end of its confidence sequence at this look."""
+    upper: float | None = None
+    """Upper end of its confidence sequence at this look."""
+    limit: float
+    """What the interval is held against: the margin (difference, rank, shares) or
+    1 + margin (ratios). Above it with confidence: Failed; below: Successful."""
+    statistic: float | None = None
+    """Distance of the estimate from the limit in standard errors (z)."""
+    boundary: float | None = None
+    """The z a verdict needs at this sample size (the sequence's half-width in
+    standard errors); it grows slowly with the data so every look stays valid."""
+    confidence: float
+    """Confidence of this window's sequence (the gate's confidence shared among the
+    windows of the rollout)."""
+    minSampleSize: int | None = None
+    """Candidate observations the margin needs for a verdict with the gate's power
+    (estimated from the stable's data); none when no size is enough."""
+    since: datetime | None = None
+    """When the counted window began (the current step or stage)."""
+    note: str = ""
+    """What else to know (e.g. which output class)."""
+
+
 class Measurement(_Status):
     """One gate measurement, kept in status so a user can see why a rollout moved."""
 
@@ -769,6 +947,9 @@ class Measurement(_Status):
     """Why (e.g. 'value 0.93 < min 0.99', 'only 12 requests (< minRequests 50)')."""
     time: datetime
     """When it was measured."""
+    comparison: Comparison | None = None
+    """A compare gate's evidence: both versions' counts and estimates, the difference
+    with its interval, the statistic and the boundary it must cross."""
 
 
 class GateCounters(_Status):

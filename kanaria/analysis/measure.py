@@ -7,15 +7,32 @@ whose verdict and reason say what happened, never an exception.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import datetime
+from typing import Literal
 
-from kanaria.analysis.errors import MetricError, NoDataError
-from kanaria.analysis.source import ExplainsNoData, MetricQuery, MetricSource
-from kanaria.analysis.templates import count_query, gate_query, mirror_query
+from kanaria.analysis.compare import (
+    Judgement,
+    Side,
+    judge_failing_share,
+    judge_quantile,
+    judge_rank,
+    judge_shares,
+)
+from kanaria.analysis.errors import MetricError, NoDataError, UnsupportedQueryError
+from kanaria.analysis.source import ExplainsNoData, MetricQuery, MetricSource, VectorSource
+from kanaria.analysis.templates import (
+    DEFAULT_QUANTILE,
+    compare_queries,
+    count_query,
+    gate_query,
+    mirror_query,
+)
 from kanaria.analysis.verdict import enough_requests, judge
 from kanaria.api import Builtin, Measurement, Verdict
 from kanaria.durations import parse_duration
+from kanaria.rollout.gates import ComparisonRequest
 from kanaria.rollout.types import MeasurementRequest
 
 
@@ -133,6 +150,8 @@ def measure(
 ) -> Measurement:
     """Measure one request and judge it; ``now`` stamps the measurement and is the
     evaluation time passed to the source."""
+    if isinstance(request, ComparisonRequest):
+        return measure_comparison(source, request, model, namespace, now)
     value_q, count_q = queries(request, model, namespace)
     base = {"metric": request.gate.name, "version": request.version, "query": value_q.promql}
     try:
@@ -153,3 +172,151 @@ def measure(
     verdict, reason = judge(value, request.gate)
     shown = value if verdict is not Verdict.Inconclusive else None
     return Measurement(**base, value=shown, verdict=verdict, reason=reason, time=now)
+
+
+# --------------------------------------------------------------------------- compare gates
+
+
+def comparison_window(request: ComparisonRequest, now: datetime) -> float:
+    """Seconds since the compare gate's window began (at least one)."""
+    return max(1.0, math.ceil((now - request.since).total_seconds()))
+
+
+def comparison_queries(
+    request: ComparisonRequest, model: str, namespace: str | None, now: datetime
+) -> dict[str, dict[str, MetricQuery]]:
+    """For the candidate and the stable (``request.version``, ``request.against``), the
+    count queries of a compare gate since its window began, by what they count."""
+    gate = request.gate
+    assert gate.builtin is not None  # compare gates are builtins (MetricGate's rules)
+    seconds = comparison_window(request, now)
+    window = f"{seconds:g}s"
+    kinds: dict[str, Literal["count", "failed", "buckets", "classes"]] = {
+        "total": "count",
+        "failed": "failed",
+        "buckets": "buckets",
+        "classes": "classes",
+    }
+    out: dict[str, dict[str, MetricQuery]] = {}
+    for version in (request.version, request.against):
+        promql = compare_queries(gate.builtin, model, version, namespace, window, request.traffic)
+        out[version] = {
+            what: MetricQuery(
+                promql=text,
+                kind=kinds[what],
+                builtin=gate.builtin,
+                model=model,
+                version=version,
+                namespace=namespace,
+                window_seconds=seconds,
+                quantile=gate.quantile,
+                traffic=request.traffic,
+            )
+            for what, text in promql.items()
+        }
+    return out
+
+
+def _number(source: MetricSource, query: MetricQuery, now: datetime) -> float:
+    try:
+        return source.measure(query, now)
+    except NoDataError:
+        return 0.0
+
+
+def _vector(source: MetricSource, query: MetricQuery, now: datetime) -> dict[str, float]:
+    if not isinstance(source, VectorSource):
+        raise UnsupportedQueryError(
+            f"this metric source cannot read {query.kind} vectors, which compare gates on "
+            f"{query.builtin} need"
+        )
+    try:
+        return source.measure_vector(query, now)
+    except NoDataError:
+        return {}
+
+
+def _buckets(raw: dict[str, float]) -> dict[float, float]:
+    return {float(le): v for le, v in raw.items()}
+
+
+def judge_comparison(
+    request: ComparisonRequest,
+    counts: dict[str, dict[str, float]],
+    vectors: dict[str, dict[str, dict[str, float]]],
+) -> Judgement:
+    """The pure part of a compare gate: its verdict from both versions' counts
+    (``counts[version][total|failed]``, ``vectors[version][buckets|classes]``)."""
+    gate = request.gate
+    compare = gate.compare
+    assert compare is not None
+    cand, stable = request.version, request.against
+    windows, since = request.windows, request.since
+    if gate.builtin in (Builtin.latencyP99, Builtin.latencyDistribution):
+        c = (cand, _buckets(vectors[cand]["buckets"]))
+        s = (stable, _buckets(vectors[stable]["buckets"]))
+        if gate.builtin is Builtin.latencyP99:
+            q = gate.quantile or DEFAULT_QUANTILE
+            return judge_quantile(q, c, s, compare, windows, since)
+        return judge_rank(c, s, compare, windows, since)
+    if gate.builtin is Builtin.outputDistribution:
+        return judge_shares(
+            (cand, vectors[cand]["classes"]),
+            (stable, vectors[stable]["classes"]),
+            compare,
+            windows,
+            since,
+        )
+    what = "incorrect share" if gate.builtin is Builtin.accuracy else "5xx share"
+    return judge_failing_share(
+        Side(cand, counts[cand]["total"], counts[cand]["failed"]),
+        Side(stable, counts[stable]["total"], counts[stable]["failed"]),
+        compare,
+        windows,
+        since,
+        what,
+    )
+
+
+def measure_comparison(
+    source: MetricSource,
+    request: ComparisonRequest,
+    model: str,
+    namespace: str | None,
+    now: datetime,
+) -> Measurement:
+    """Measure both versions' counts since the window began and judge the candidate
+    against the stable (never raises: a source problem is an Error verdict)."""
+    qs = comparison_queries(request, model, namespace, now)
+    first = next(iter(qs[request.version].values()))
+    base = {"metric": request.gate.name, "version": request.version, "query": first.promql}
+    try:
+        counts: dict[str, dict[str, float]] = {}
+        vectors: dict[str, dict[str, dict[str, float]]] = {}
+        for version, by_what in qs.items():
+            counts[version] = {}
+            vectors[version] = {}
+            for what, q in by_what.items():
+                if q.kind in ("buckets", "classes"):
+                    vectors[version][what] = _vector(source, q, now)
+                else:
+                    counts[version][what] = _number(source, q, now)
+        judged = judge_comparison(request, counts, vectors)
+    except MetricError as exc:
+        return Measurement(**base, verdict=exc.verdict, reason=exc.reason, time=now)
+    except Exception as exc:  # a source bug must not stop the control loop
+        reason = f"metric source failed: {type(exc).__name__}: {exc}"
+        return Measurement(**base, verdict=Verdict.Error, reason=reason, time=now)
+    reason = judged.reason
+    if judged.comparison.candidate.requests <= 0:
+        total = qs[request.version].get("total") or first
+        notes = explain_missing_data(source, replace(total, kind="count"), 0.0, now)
+        reason = "; ".join([reason, *notes])
+    return Measurement(
+        **base,
+        value=judged.value,
+        verdict=judged.verdict,
+        reason=reason,
+        time=now,
+        comparison=judged.comparison,
+    )

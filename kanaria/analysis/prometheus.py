@@ -55,8 +55,36 @@ class PrometheusSource:
     def measure(self, query: MetricQuery, at: datetime | None = None) -> float:
         return self.instant(query.promql, at)
 
+    def measure_vector(self, query: MetricQuery, at: datetime | None = None) -> dict[str, float]:
+        """Every series of ``query``, keyed by its labels' values joined with ``/`` in
+        the order of the label names (``le`` for buckets, ``class/output`` for classes);
+        NaN samples are left out."""
+        data = self._query(query.promql, at)
+        result = data.get("result")
+        if data.get("resultType") != "vector" or not isinstance(result, list):
+            raise QueryFailedError("the query returned no instant vector")
+        out: dict[str, float] = {}
+        for series in result:
+            labels = series.get("metric", {}) if isinstance(series, dict) else {}
+            value = series.get("value") if isinstance(series, dict) else None
+            if not isinstance(value, list) or len(value) != 2:
+                raise QueryFailedError(f"malformed sample in Prometheus answer: {series!r}")
+            try:
+                number = float(value[1])
+            except (TypeError, ValueError) as exc:
+                raise QueryFailedError(f"non-numeric value {value[1]!r}") from exc
+            if math.isnan(number):
+                continue
+            key = "/".join(str(labels[k]) for k in sorted(labels))
+            out[key] = out.get(key, 0.0) + number
+        return out
+
     def instant(self, promql: str, at: datetime | None = None) -> float:
         """The single value of an instant query."""
+        return _single_value(self._query(promql, at))
+
+    def _query(self, promql: str, at: datetime | None) -> dict[str, Any]:
+        """The ``data`` of an instant query's answer."""
         params: dict[str, str] = {"query": promql}
         if at is not None:
             params["time"] = f"{at.timestamp():.3f}"
@@ -79,7 +107,8 @@ class PrometheusSource:
             raise SourceUnavailableError(
                 f"Prometheus at {self.url} answered HTTP {response.status_code}: {detail}"
             )
-        return _single_value(body.get("data", {}))
+        data = body.get("data", {})
+        return data if isinstance(data, dict) else {}
 
     def targets(self) -> list[ScrapeTarget]:
         """Prometheus' active scrape targets (``/api/v1/targets``) and their health.

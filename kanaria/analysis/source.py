@@ -23,10 +23,13 @@ class MetricQuery:
 
     promql: str
     """The resolved PromQL."""
-    kind: Literal["value", "count", "mirror"]
+    kind: Literal["value", "count", "mirror", "failed", "buckets", "classes"]
     """value: the gate's value; count: how many observations it rests on (minRequests);
     mirror: how many copies mirrored to the version ended with ``outcome`` (why a
-    shadow has no data)."""
+    shadow has no data). A compare gate's counts since its window began: count (all
+    observations) and failed (5xx, or incorrect labels) as numbers; buckets (latency
+    histogram, by ``le``) and classes (output classes, by ``class/output``) as vectors
+    through :class:`VectorSource`."""
     builtin: Builtin | None
     """The built-in gate, or None for a custom query."""
     model: str
@@ -76,4 +79,17 @@ class ExplainsNoData(Protocol):
     def why_no_data(self, query: MetricQuery) -> str | None:
         """What on the source's side explains that ``query`` has no data; None if nothing
         does (then there really was no traffic). Never raises."""
+        ...
+
+
+@runtime_checkable
+class VectorSource(Protocol):
+    """A source that can also answer a query with several labelled numbers (optional
+    beside :class:`MetricSource`): the per-bucket latency counts and per-class output
+    counts of compare gates (``kind`` buckets or classes)."""
+
+    def measure_vector(self, query: MetricQuery, at: datetime | None = None) -> dict[str, float]:
+        """The query's values keyed by the grouping labels' values in the order of their
+        names (``le``; ``class/output``), empty when there are none. Raises like
+        :meth:`MetricSource.measure` otherwise."""
         ...

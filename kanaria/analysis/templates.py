@@ -148,3 +148,40 @@ def gate_query(
         )
     assert gate.query is not None  # guaranteed by MetricGate's validator
     return render_custom(gate.query, model, version, namespace, window)
+
+
+def compare_queries(
+    builtin: Builtin,
+    model: str,
+    version: str,
+    namespace: str | None,
+    window: str,
+    traffic: Traffic = "router",
+) -> dict[str, str]:
+    """The counts a compare gate needs for one version over ``window`` (the time since
+    the step began): ``total`` and ``failed`` observations for a failing share
+    (successRate, errorRate: requests and 5xx where ``traffic`` counts them; accuracy:
+    labelled and incorrect predictions), ``buckets`` (a vector by ``le``) for latency,
+    ``classes`` (a vector by ``output`` and ``class``) for output shares. Cumulative
+    counts, not rates: a sequential test adds up everything since its window began."""
+    if builtin is Builtin.accuracy:
+        labelled = matcher(model, version, namespace, result='=~"correct|incorrect"')
+        wrong = matcher(model, version, namespace, result='="incorrect"')
+        return {
+            "total": _increase(names.FEEDBACK, labelled, window),
+            "failed": f"{_increase(names.FEEDBACK, wrong, window)} or vector(0)",
+        }
+    requests, latency, infer = _traffic(traffic)
+    if builtin in (Builtin.latencyP99, Builtin.latencyDistribution):
+        m = matcher(model, version, namespace)
+        return {"buckets": f"sum by (le) (increase({latency}_bucket{{{m}}}[{window}]))"}
+    if builtin is Builtin.outputDistribution:
+        m = matcher(model, version, namespace)
+        return {
+            "classes": f"sum by (output, class) (increase({names.OUTPUT_CLASSES}{{{m}}}[{window}]))"
+        }
+    bad = matcher(model, version, namespace, code='=~"5.."', **infer)
+    return {
+        "total": _increase(requests, matcher(model, version, namespace, **infer), window),
+        "failed": f"{_increase(requests, bad, window)} or vector(0)",
+    }

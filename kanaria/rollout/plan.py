@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus, Phase
 from kanaria.durations import format_duration
-from kanaria.rollout.gates import applicable_gates
+from kanaria.rollout.gates import analysis_request, applicable_gates
 from kanaria.rollout.pass_state import ACTIVE_PHASES, due
 from kanaria.rollout.retrain import retraining_gate
 from kanaria.rollout.stages import stage_of
@@ -33,14 +33,16 @@ def plan_measurements(
     gates = applicable_gates(spec, status.stage)
     stage = stage_of(status.stage)
     if status.phase in ACTIVE_PHASES and cand is not None and gates and due(status, interval, now):
+        stable = status.stable.version if status.stable is not None else None
         out.extend(
-            MeasurementRequest(
-                purpose="analysis",
-                version=cand.version,
-                gate=gate,
-                interval=window,
-                minRequests=spec.analysis.minRequests,
-                traffic=stage.traffic if stage is not None else "router",
+            analysis_request(
+                spec,
+                gate,
+                cand.version,
+                stable,
+                status.stepStartedAt or status.analysisStartedAt,
+                window,
+                stage.traffic if stage is not None else "router",
             )
             for gate in gates
         )

@@ -7,14 +7,16 @@ round stops a rollout before it could take the next step.
 from __future__ import annotations
 
 from kanaria.api import GateCounters, Phase, Verdict
-from kanaria.rollout.gates import applicable_gates
+from kanaria.rollout.gates import applicable_gates, collecting
 from kanaria.rollout.pass_state import Pass, worst
 
 
 def record_round(p: Pass) -> None:
     """Count this pass's measurements of the candidate (the gates that apply in the
     stage they were planned for). Failed > failureLimit or Errors in a row >
-    consecutiveErrorLimit roll back; Inconclusive in a row > inconclusiveLimit pauses."""
+    consecutiveErrorLimit roll back; Inconclusive in a row > inconclusiveLimit pauses
+    (a compare gate still collecting its planned sample does not count: see
+    ``kanaria.rollout.gates.collecting``)."""
     cand = p.s.candidate
     if not p.obs.measurements or not p.active or cand is None:
         return
@@ -29,7 +31,9 @@ def record_round(p: Pass) -> None:
             c.failed += 1
         c.consecutiveErrors = c.consecutiveErrors + 1 if m.verdict is Verdict.Error else 0
         c.consecutiveInconclusive = (
-            c.consecutiveInconclusive + 1 if m.verdict is Verdict.Inconclusive else 0
+            c.consecutiveInconclusive + 1
+            if m.verdict is Verdict.Inconclusive and not collecting(m)
+            else 0
         )
     p.keep(round_)
     verdict = worst([m.verdict for m in round_])
