@@ -35,7 +35,7 @@ die() { printf '[kind-up] error: %s\n' "$*" >&2; exit 1; }
 [[ "$DEMO_MODELS" == 0 || -x "$PYTHON" ]] || die "$PYTHON not found: run make setup (or DEMO_MODELS=0)"
 [[ -f "$SAMPLE" ]] || die "sample $SAMPLE not found (set SAMPLE=path/to/modeldeployment.yaml)"
 for tool in "$ENGINE" kind kubectl helm; do
-  command -v "$tool" >/dev/null || die "$tool not found on PATH: install it first (see README, 'Install with Helm')"
+  command -v "$tool" >/dev/null || die "$tool not found on PATH: install it first (see docs/images-and-clusters.md)"
 done
 "$ENGINE" info >/dev/null 2>&1 || die "$ENGINE is installed but its daemon does not answer: start it"
 
