@@ -34,6 +34,10 @@ primary's; ``version`` is the shadow, ``baseline`` the version that answered the
 client, result is agree|disagree."""
 ROUTER_CONFIG_RELOADS = "kanaria_router_config_reloads_total"
 """Counter {result}: route reloads, result is applied|rejected."""
+ROUTER_ROUTES_REVISION = "kanaria_router_routes_revision_info"
+"""Gauge {revision}, always 1: the revision of the routes document the router runs.
+The control loop stops a dropped version only once every router reports routes
+without it (kanaria.loop.effects)."""
 ROUTER_MIRROR_WORKER_CPU = "kanaria_router_mirror_worker_cpu_seconds_total"
 """Counter: CPU time (user + system) of the router's mirror worker process, which
 the router's own ``process_cpu_seconds_total`` does not include; starts again at

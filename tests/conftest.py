@@ -23,3 +23,19 @@ def log_dir(tmp_path: Path) -> Path:
     d = tmp_path / "logs"
     d.mkdir()
     return d
+
+
+BUILT_FIXTURES = frozenset({"control_plane", "images", "real_node"})
+"""Fixtures that need what ``make test`` builds while the other tests run: the control
+plane (Go, compiled from the module proxy) and the three images (podman)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a built part ``built`` (marked ``controlplane`` or
+    ``realnode``, or asking for a built fixture itself or through another fixture), so
+    that ``make test`` can run the rest while the control plane compiles
+    (``-m "not built"``), then these (``-m built``)."""
+    for item in items:
+        needs = BUILT_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if needs or item.get_closest_marker("controlplane") or item.get_closest_marker("realnode"):
+            item.add_marker(pytest.mark.built)

@@ -1,18 +1,15 @@
-"""The local actuator of the rollout engine: observe, decide, apply, remember.
+"""The local actuator: ``kanaria up``'s adapter for the one control loop.
 
-Several times per analysis interval one *pass* runs:
+The pass itself -- measure, decide, act in a fixed order, record -- is
+:func:`kanaria.loop.run_pass`, the same one the operator runs. This module only
+reads and writes the local world: model-server and router processes on 127.0.0.1
+(:mod:`kanaria.local.supervisor`), the routes file the router watches, the state
+directory (status, history, commands) and the metric source (Prometheus or the
+embedded scraper).
 
-1. pick up a spec written by ``kanaria apply`` and one command appended by the CLI;
-2. health-check the children (restarting dead ones) and take the measurements
-   the engine asked for (:func:`kanaria.rollout.plan_measurements`);
-3. call :func:`kanaria.rollout.decide` with those observations;
-4. converge on the decided status: start versions it wants running, write the
-   routes file, retire versions it dropped (only once the router stopped sending
-   them traffic), update the metric source's targets;
-5. save the state and, when something changed, one history point.
-
-The runtime decides nothing itself: weights, steps, verdict counting and
-rollbacks all come from the engine, exactly as in the operator.
+Between passes it waits until the engine's next pass is due, waking early when a
+model server's readiness changes, a command arrives or ``kanaria apply`` writes a
+new spec. The runtime decides nothing itself.
 """
 
 from __future__ import annotations
@@ -30,16 +27,16 @@ from pathlib import Path
 import httpx
 from prometheus_client import CollectorRegistry
 
-from kanaria import metric_names as names
 from kanaria.api import (
     LiveVersion,
     Measurement,
     ModelDeployment,
+    ModelDeploymentSpec,
     ModelDeploymentStatus,
     Verdict,
 )
 from kanaria.durations import parse_duration
-from kanaria.local import manifest, routes_doc, sources
+from kanaria.local import manifest, sources
 from kanaria.local import prometheus as prom
 from kanaria.local.embedded import EmbeddedSource
 from kanaria.local.health import Checks
@@ -53,7 +50,18 @@ from kanaria.local.statedir import (
     complete_length,
     read_commands,
 )
-from kanaria.local.supervisor import Supervisor, free_port, pid_alive, port_free
+from kanaria.local.supervisor import Child, Supervisor, free_port, pid_alive, port_free
+from kanaria.loop import (
+    PassOutcome,
+    Reading,
+    RoutesSeen,
+    RunningVersion,
+    World,
+    artifact_of,
+    run_pass,
+    server_of,
+)
+from kanaria.loop.routes import routed_versions, router_revisions
 from kanaria.loop_metrics import LOCAL_NAMESPACE, LoopMetrics
 from kanaria.retraining import request_retraining
 from kanaria.rollout import (
@@ -63,17 +71,18 @@ from kanaria.rollout import (
     Observations,
     Retrain,
     VersionObservation,
-    decide,
-    plan_measurements,
 )
 from kanaria.router_process import as_flags, router_process_settings
+from kanaria.routes import RoutesConfig
 
 log = logging.getLogger("kanaria.up")
 
 READY_TIMEOUT_S = 90.0
 """How long ``kanaria up`` waits for a process it needs before serving (model load, Prometheus)."""
-RETIRE_GRACE_PASSES = 20
-"""Passes a dropped version is kept while the router still reports a weight for it."""
+IDLE_S = 5.0
+"""Longest wait between two passes when the engine has nothing due."""
+POLL_S = 0.25
+"""How often readiness, the command file and the spec file are looked at between passes."""
 DEFAULT_ROUTER_PORT = 8080
 
 
@@ -141,15 +150,18 @@ class Runtime:
         self.md = ModelDeployment.model_validate(self.state.spec)
         self.scraper: Scraper | None = None
         self.source: sources.MetricSource | None = None
-        self._retiring: dict[str, int] = {}
         self._wake = threading.Event()
         self._http = httpx.Client(timeout=2.0)
         self._last_point: HistoryPoint | None = None
         self._gave_up_logged: set[str] = set()
         self.metrics = LoopMetrics(CollectorRegistry())
         """Its own registry: only the control loop's metrics on its endpoint."""
-        self._routes_needed: float | None = None
-        """Applied-reload count at which the router runs the routes last written."""
+        self._routes: RoutesConfig | None = None
+        """The routes last written to the routes file (read back after a restart)."""
+        self._routes_written_at = time.monotonic()
+        self._ready_seen: dict[str, bool] = {}
+        """Readiness per version at the last look, so a change wakes the loop."""
+        self._more_commands = False
         self.metrics_port: int | None = None
         self.checks = Checks(self.name)
 
@@ -200,10 +212,17 @@ class Runtime:
                 )
                 if adopted is not None:
                     log.info("%s: adopted %s (pid %d)", self.name, lv.version, adopted.pid)
+                    if record.artifact is None:  # recorded before artifacts were
+                        record.artifact = artifact_of(lv, self.md.spec)
                     continue
             self._start_version(lv)
         for lv in wanted:
             self.supervisor.wait_ready(_server_name(lv.version), READY_TIMEOUT_S)
+        if wanted and self.dir.routes_file.exists():
+            try:
+                self._routes = RoutesConfig.from_yaml(self.dir.routes_file.read_text())
+            except (OSError, ValueError):
+                self._routes = None  # rewritten by the first pass
         if self.state.router is not None and wanted:
             adopted = self.supervisor.adopt(
                 "router", self.state.router, _health(self.state.router.port), self._log("router")
@@ -261,79 +280,60 @@ class Runtime:
         return self.md.spec.analysis.interval_seconds
 
     @property
-    def tick_s(self) -> float:
-        """Seconds between passes: a quarter interval (at most 1 s), so readiness, commands
-        and due analysis rounds are acted on promptly."""
-        return min(1.0, self.interval_s / 4)
+    def idle_s(self) -> float:
+        """Longest wait between passes when nothing is due: health problems, the
+        control-loop metrics and the history keep being refreshed."""
+        return min(IDLE_S, self.interval_s)
 
     def run(self, stop: threading.Event) -> None:
-        """Pass after pass until ``stop`` is set."""
+        """Pass after pass until ``stop`` is set: each waits for the engine's next pass
+        time, or less when something changes (:meth:`_changed`)."""
         while not stop.is_set():
-            started = time.monotonic()
-            self.pass_once()
-            if self._wake.is_set():
-                self._wake.clear()
-                continue
-            stop.wait(max(0.0, self.tick_s - (time.monotonic() - started)))
+            outcome = self.pass_once()
+            deadline = time.monotonic() + self.idle_s
+            if outcome.next_pass_at is not None:
+                due_in = (outcome.next_pass_at - datetime.now(UTC)).total_seconds()
+                deadline = min(deadline, time.monotonic() + max(0.0, due_in))
+            while not stop.is_set() and not self._wake.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 or self._changed():
+                    break
+                stop.wait(min(POLL_S, left))
+            self._wake.clear()
+
+    def _changed(self) -> bool:
+        """Is there a reason to run a pass before it is due? A model server became
+        Ready or stopped being Ready, a command was appended, a spec was applied."""
+        for version in self.state.versions:
+            name = _server_name(version)
+            if name in self.supervisor.children:
+                before = self._ready_seen.get(version)
+                if self.supervisor.check(name) != before:
+                    return True
+        if complete_length(self.dir) > self.state.commandsOffset:
+            return True
+        try:
+            document = self.dir.read_spec()
+        except ValueError:
+            return False
+        return document is not None and manifest.digest(document) != self.state.specDigest
 
     def _status(self) -> ModelDeploymentStatus | None:
         return (
             ModelDeploymentStatus.model_validate(self.state.status) if self.state.status else None
         )
 
-    def pass_once(self) -> Decision:
-        """One observe-decide-apply round (see the module docstring)."""
+    def pass_once(self) -> PassOutcome:
+        """One pass of the shared loop (:func:`kanaria.loop.run_pass`) over this world."""
         started = time.monotonic()
         self._pick_up_spec()
-        ready = self._check_children()
-        now = datetime.now(UTC)
-        status = self._status()
-        requests = plan_measurements(self.md.spec, status, now)
-        taken = self._measure(requests, now)
-        analysis = [m for r, m in zip(requests, taken, strict=True) if r.purpose == "analysis"]
-        retraining = next(
-            (m for r, m in zip(requests, taken, strict=True) if r.purpose == "retraining"), None
-        )
-        command = None
-        pending = read_commands(self.dir, self.state.commandsOffset)
-        if pending:
-            verb, nonce, offset = pending[0]
-            command = Command.model_validate({"verb": verb, "nonce": nonce})
-            self.state.commandsOffset = offset
-            log.info("%s: command %s (%s)", self.name, verb, nonce)
-        else:
-            self.state.commandsOffset = max(self.state.commandsOffset, complete_length(self.dir))
-        observations = Observations(
-            versions={
-                v: VersionObservation(ready=r, problem=None if r else self._problem(v))
-                for v, r in ready.items()
-            },
-            measurements=analysis,
-            retraining=retraining,
-            command=command,
-            generation=self.state.generation,
-        )
-        decision = decide(self.md.spec, status, observations, now)
-        if command is not None:
-            self.state.commandOutcome = _outcome(command, decision)
-        self.state.status = decision.status.model_dump(mode="json", exclude_none=True)
-        for event in decision.events:
-            log.info("%s: %s: %s", self.name, event.reason, event.message)
-        self._apply(decision.status)
-        self._check_health(decision.status)
-        for action in decision.actions:
-            if isinstance(action, Retrain):
-                self._call_retrain_hook(action, decision.status, now)
-        self.metrics.record_pass(LOCAL_NAMESPACE, self.name, observations, decision, time.time())
+        outcome = run_pass(self, self.md.spec, self._status(), datetime.now(UTC))
+        self._update_targets()
         self.metrics.observe_latency(time.monotonic() - started)
         self.dir.save(self.state)
-        point = self._history_point(decision, taken)
-        if self._worth_recording(point):
-            self.dir.append_history(point)
-            self._last_point = point
-        if len(pending) > 1:
+        if self._more_commands:
             self._wake.set()
-        return decision
+        return outcome
 
     def _pick_up_spec(self) -> None:
         try:
@@ -362,44 +362,164 @@ class Runtime:
         self.state.specDigest = digest
         self.state.generation += 1
 
-    def _check_children(self) -> dict[str, bool]:
-        ready: dict[str, bool] = {}
+    # ------------------------------------------------------------------ read (Actuator)
+
+    def read(self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus | None) -> Reading:
+        """Readiness of every version process, what runs, the routes in effect, and the
+        next command appended by the CLI."""
+        observed: dict[str, VersionObservation] = {}
+        running: dict[str, RunningVersion] = {}
         for version, record in self.state.versions.items():
             name = _server_name(version)
             child = self.supervisor.children.get(name)
             if child is None:
                 continue
-            ready[version] = self.supervisor.check(name) and version not in self._retiring
-            if child.gave_up:
-                record.health = "down"
-                if name not in self._gave_up_logged:
-                    self._gave_up_logged.add(name)
-                    log.error(
-                        "%s: %s keeps exiting; left down. Last log lines:\n%s",
-                        self.name,
-                        name,
-                        child.log_tail(),
-                    )
-            elif child.ready:
-                record.health = "ready"
-            else:
-                record.health = "restarting" if child.restarts else "starting"
-            record.process = child.record()
+            ready = self.supervisor.check(name)
+            self._ready_seen[version] = ready
+            observed[version] = VersionObservation(
+                ready=ready, problem=None if ready else child.problem()
+            )
+            running[version] = RunningVersion(record.artifact or "", record.replicas)
+            self._note_health(version, record, child)
         for name in ("router", "prometheus"):
             if name in self.supervisor.children:
                 self.supervisor.check(name)
-        return ready
+        command = None
+        pending = read_commands(self.dir, self.state.commandsOffset)
+        if pending:
+            verb, nonce, offset = pending[0]
+            command = Command.model_validate({"verb": verb, "nonce": nonce})
+            self.state.commandsOffset = offset
+            log.info("%s: command %s (%s)", self.name, verb, nonce)
+        else:
+            self.state.commandsOffset = max(self.state.commandsOffset, complete_length(self.dir))
+        self._more_commands = len(pending) > 1
+        return Reading(
+            versions=observed,
+            world=World(versions=running, routes=self._routes_seen()),
+            command=command,
+            generation=self.state.generation,
+        )
 
-    def _measure(self, requests: list[MeasurementRequest], now: datetime) -> list[Measurement]:
+    def _note_health(self, version: str, record: VersionRecord, child: Child) -> None:
+        """Record what ``kanaria status`` shows for a version process (and log once that
+        the supervisor gave up restarting it)."""
+        name = _server_name(version)
+        if child.gave_up:
+            record.health = "down"
+            if name not in self._gave_up_logged:
+                self._gave_up_logged.add(name)
+                log.error(
+                    "%s: %s keeps exiting; left down. Last log lines:\n%s",
+                    self.name,
+                    name,
+                    child.log_tail(),
+                )
+        elif child.ready:
+            record.health = "ready"
+        else:
+            record.health = "restarting" if child.restarts else "starting"
+        record.process = child.record()
+
+    def _routes_seen(self) -> RoutesSeen:
+        """The routes file as last written, and whether the router runs it (its
+        ``kanaria_router_routes_revision_info``)."""
+        if self._routes is None:
+            return RoutesSeen()
+        confirmed: bool | None = None
+        text = self._router_metrics_text()
+        if text is not None:
+            confirmed = self._routes.revision in router_revisions(text)
+        return RoutesSeen(
+            revision=self._routes.revision,
+            versions=routed_versions(self._routes),
+            confirmed=confirmed,
+            age_s=time.monotonic() - self._routes_written_at,
+        )
+
+    def measure(self, request: MeasurementRequest, now: datetime) -> Measurement:
+        """One measurement from the metric source (Prometheus or the embedded scraper)."""
         if self.source is None:
-            return [_no_data(r, now, "no metric source") for r in requests]
-        return [sources.measure(self.source, r, self.name, now) for r in requests]
+            return _no_data(request, now, "no metric source")
+        return sources.measure(self.source, request, self.name, now)
 
-    def _call_retrain_hook(
-        self, action: Retrain, status: ModelDeploymentStatus, now: datetime
+    # ------------------------------------------------------------------ write (Actuator)
+
+    def start_version(self, spec: ModelDeploymentSpec, live: LiveVersion, replace: bool) -> None:
+        """Start a model-server process for ``live`` (stopping the one it replaces)."""
+        if replace:
+            log.info(
+                "%s: %s is now another artifact (%s): restarting it",
+                self.name,
+                live.version,
+                live.uri,
+            )
+            self.supervisor.stop(_server_name(live.version))
+        self._start_version(live)
+
+    def scale_version(self, spec: ModelDeploymentSpec, live: LiveVersion) -> None:
+        """``kanaria up`` runs one process per version whatever the count: remember it."""
+        record = self.state.versions.get(live.version)
+        if record is not None:
+            record.replicas = live.replicas
+
+    def addresses(self, versions: list[str]) -> dict[str, str]:
+        """Where each of ``versions`` that runs listens."""
+        out: dict[str, str] = {}
+        for version in versions:
+            child = self.supervisor.children.get(_server_name(version))
+            if child is not None:
+                out[version] = f"http://127.0.0.1:{child.port}"
+        return out
+
+    def ensure_router(self, spec: ModelDeploymentSpec) -> None:
+        """Start the router once routes exist (or restart it for a new spec.router)."""
+        if self._routes is not None:
+            self._ensure_router()
+
+    def write_routes(self, spec: ModelDeploymentSpec, routes: RoutesConfig) -> None:
+        """Write the routes file the router watches (atomically; it reloads within 0.2 s)."""
+        atomic_write_text(self.dir.routes_file, routes.to_yaml())
+        self._routes = routes
+        self._routes_written_at = time.monotonic()
+
+    def stop_version(self, version: str) -> None:
+        """Stop a version's process: the router runs routes without it, and the server
+        drains its in-flight requests on SIGTERM, so no client request is lost."""
+        name = _server_name(version)
+        if name in self.supervisor.children:
+            log.info("%s: stopping %s", self.name, version)
+            self.supervisor.stop(name)
+        self._ready_seen.pop(version, None)
+        record = self.state.versions.get(version)
+        if record is not None:
+            record.process = None
+
+    def record(
+        self, spec: ModelDeploymentSpec, observations: Observations, decision: Decision
     ) -> None:
+        """The status into the state file, the events into the log, the problems and
+        the history point, the control-loop metrics."""
+        command = observations.command
+        if command is not None:
+            self.state.commandOutcome = _outcome(command, decision)
+        self.state.status = decision.status.model_dump(mode="json", exclude_none=True)
+        for event in decision.events:
+            log.info("%s: %s: %s", self.name, event.reason, event.message)
+        self._check_health(decision.status)
+        self.metrics.record_pass(LOCAL_NAMESPACE, self.name, observations, decision, time.time())
+        taken = list(observations.measurements)
+        if observations.retraining is not None:
+            taken.append(observations.retraining)
+        point = self._history_point(decision, taken)
+        if self._worth_recording(point):
+            self.dir.append_history(point)
+            self._last_point = point
+
+    def retrain(self, spec: ModelDeploymentSpec, decision: Decision, action: Retrain) -> None:
+        """POST the RetrainRequested payload to spec.retraining.webhook."""
         event = request_retraining(
-            self.name, self.md.metadata.namespace, self.md.spec, status, action, now
+            self.name, self.md.metadata.namespace, spec, decision.status, action, datetime.now(UTC)
         )
         if event is None:
             log.warning("%s: retraining requested; spec.retraining.webhook is not set", self.name)
@@ -408,62 +528,22 @@ class Runtime:
         else:
             log.info("%s: %s: %s", self.name, event.reason, event.message)
 
-    # ------------------------------------------------------------------ apply
-
-    def _apply(self, status: ModelDeploymentStatus) -> None:
-        wanted = {lv.version: lv for lv in status.versions if lv.replicas > 0}
-        for version, lv in wanted.items():
-            self._retiring.pop(version, None)
-            record = self.state.versions.get(version)
-            running = _server_name(version) in self.supervisor.children
-            if running and record is not None and record.uri != lv.uri:
-                log.info("%s: %s now points at %s: restarting it", self.name, version, lv.uri)
-                self.supervisor.stop(_server_name(version))
-                running = False
-            if not running:
-                self._start_version(lv)
-        ports: dict[str, int] = {}
-        ready: dict[str, bool] = {}
-        for v in wanted:
-            child = self.supervisor.children.get(_server_name(v))
-            if child is not None:
-                ports[v] = child.port
-                ready[v] = child.ready
-        if "router" not in self.supervisor.children:
-            # First start: the router goes up once the weighted versions answer, so the
-            # first client request does not meet a model that is still loading.
-            for v in ports:
-                if status.weights.get(v, 0) > 0:
-                    self._wait_first_ready(v)
-                    ready[v] = True
-        routes = routes_doc.build(self.name, self.md.spec, status, ports, ready)
-        if routes is not None:
-            text = routes.to_yaml()
-            if not self.dir.routes_file.exists() or self.dir.routes_file.read_text() != text:
-                before = self._router_reloads()
-                atomic_write_text(self.dir.routes_file, text)
-                self._routes_needed = None if before is None else before + 1
-            self._ensure_router()
-        for version in list(self.state.versions):
-            if version not in wanted:
-                self._retire(version)
-        self._update_targets()
-
     def _start_version(self, lv: LiveVersion) -> None:
+        """Start ``serve-model`` for ``lv`` with the server settings it is pinned to."""
         version = lv.version
-        record = self.state.versions.get(version)
-        if record is None or record.uri != lv.uri:
-            # A version keeps the server flags it first started with (spec.server.args),
-            # so a later apply does not change a running stable version behind its back.
-            record = VersionRecord(
-                version=version,
-                uri=lv.uri,
-                sha256=lv.sha256,
-                reference=lv.referenceProfile,
-                serverArgs=list(self.md.spec.server.args),
-            )
+        spec = self.md.spec
+        server = server_of(lv, spec)
+        record = VersionRecord(
+            version=version,
+            uri=lv.uri,
+            sha256=lv.sha256,
+            reference=lv.referenceProfile,
+            serverArgs=list(server.args),
+            artifact=artifact_of(lv, spec),
+            replicas=lv.replicas,
+        )
         port = free_port()
-        batching = self.md.spec.server.batching
+        batching = server.batching
         argv = [
             self.options.python,
             "-m",
@@ -498,11 +578,6 @@ class Runtime:
         self._gave_up_logged.discard(name)
         log.info("%s: starting %s on 127.0.0.1:%d (pid %d)", self.name, version, port, child.pid)
 
-    def _problem(self, version: str) -> str | None:
-        """Why a version's model server is not running, if it exited."""
-        child = self.supervisor.children.get(_server_name(version))
-        return child.problem() if child is not None else None
-
     def _wait_first_ready(self, version: str) -> None:
         name = _server_name(version)
         if self.supervisor.wait_ready(name, READY_TIMEOUT_S):
@@ -530,6 +605,13 @@ class Runtime:
             self.supervisor.stop("router")
             port = running.port
         else:
+            # First start: the router goes up once the weighted versions answer, so the
+            # first client request does not meet a model that is still loading.
+            assert self._routes is not None
+            for model in self._routes.models.values():
+                for version, backend in model.versions.items():
+                    if backend.weight > 0 and _server_name(version) in self.supervisor.children:
+                        self._wait_first_ready(version)
             previous = self.state.router.port if self.state.router else None
             port = self.options.router_port or previous or DEFAULT_ROUTER_PORT
             if not port_free(port):
@@ -557,66 +639,23 @@ class Runtime:
             *as_flags(router_process_settings(router, tokens)),
         ]
 
-    def _router_metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+    def _router_metrics_text(self) -> str | None:
         child = self.supervisor.children.get("router")
         if child is None:
             return None
         try:
-            return parse(self._http.get(f"http://127.0.0.1:{child.port}/metrics").text)
-        except (httpx.HTTPError, ValueError):
+            return self._http.get(f"http://127.0.0.1:{child.port}/metrics").text
+        except httpx.HTTPError:
             return None
 
-    def _router_reloads(self) -> float | None:
-        """Routes documents the router has applied so far (None: cannot tell)."""
-        series = self._router_metrics()
-        if series is None:
+    def _router_metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        text = self._router_metrics_text()
+        if text is None:
             return None
-        return sum(
-            v
-            for (sample, labels), v in series.items()
-            if sample == names.ROUTER_CONFIG_RELOADS and dict(labels).get("result") == "applied"
-        )
-
-    def _router_still_uses(self, version: str) -> bool:
-        """Does the router still weight ``version``, or not yet run the latest routes
-        (which may have stopped mirroring to it)?"""
-        series = self._router_metrics()
-        if series is None:
-            return False
-        for (sample, labels), value in series.items():
-            d = dict(labels)
-            if (
-                sample == names.ROUTER_WEIGHT
-                and (d.get("model"), d.get("version")) == (self.name, version)
-                and value > 0
-            ):
-                return True
-        applied = sum(
-            v
-            for (sample, labels), v in series.items()
-            if sample == names.ROUTER_CONFIG_RELOADS and dict(labels).get("result") == "applied"
-        )
-        return self._routes_needed is not None and applied < self._routes_needed
-
-    def _retire(self, version: str) -> None:
-        """Stop a dropped version once the router no longer sends it traffic or copies.
-
-        The routes without it were written this pass or earlier; the router reloads
-        within 0.2 s (its applied-reload counter says when), and the server drains
-        its in-flight requests on SIGTERM, so no client request is lost to the stop.
-        """
-        name = _server_name(version)
-        if name in self.supervisor.children:
-            waited = self._retiring.get(version, 0)
-            if waited < RETIRE_GRACE_PASSES and self._router_still_uses(version):
-                self._retiring[version] = waited + 1
-                return
-            log.info("%s: stopping %s", self.name, version)
-            self.supervisor.stop(name)
-        self._retiring.pop(version, None)
-        record = self.state.versions.get(version)
-        if record is not None:
-            record.process = None
+        try:
+            return parse(text)
+        except ValueError:
+            return None
 
     def _check_health(self, status: ModelDeploymentStatus) -> None:
         """Record (and log once) what the metric source or a shadow's copies lack."""

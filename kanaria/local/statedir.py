@@ -94,7 +94,13 @@ class VersionRecord(_Model):
     reference: str | None = None
     """Reference input profile for drift metrics (absolute path), if the spec names one."""
     serverArgs: list[str] = Field(default_factory=list)
-    """Extra ``serve-model`` flags (fault injection drills), from the local-args annotation."""
+    """Extra ``serve-model`` flags (``server.args`` the version was started with)."""
+    artifact: str | None = None
+    """:func:`kanaria.loop.identity.artifact_of` of what the process runs: another digest
+    under the same version name (a new uri, sha256, profile or server settings) means
+    the process is replaced."""
+    replicas: int = 1
+    """Replicas the status asked for (``kanaria up`` runs one process whatever the count)."""
     process: ProcessRecord | None = None
     health: str = ""
     """What ``kanaria up`` last saw: starting, ready, restarting, or down (gave up

@@ -1,11 +1,13 @@
 """The rollout engine: a pure state machine shared by the operator and ``kanaria up``.
 
-A control loop does, every pass::
+The control loop around it is written once, in :mod:`kanaria.loop` (``run_pass``)::
 
     requests = plan_measurements(spec, status, now)
-    measurements = [kanaria.analysis.measure(source, r, ...) for r in requests]
+    measurements = [actuator.measure(r, now) for r in requests]
     decision = decide(spec, status, Observations(...), now)
-    # write decision.status, apply decision.actions in order, publish decision.events
+    # effects planned from decision.status against what runs (kanaria.loop.effects),
+    # then the status written once, the events posted, retraining requested;
+    # the next pass at decision.nextPassAt, or sooner when readiness changes
 """
 
 from kanaria.rollout.engine import decide
@@ -23,10 +25,6 @@ from kanaria.rollout.types import (
     MeasurementRequest,
     Observations,
     Retrain,
-    ScaleVersion,
-    SetRoutes,
-    StartVersion,
-    StopVersion,
     VersionObservation,
 )
 
@@ -43,10 +41,6 @@ __all__ = [
     "MeasurementRequest",
     "Observations",
     "Retrain",
-    "ScaleVersion",
-    "SetRoutes",
-    "StartVersion",
-    "StopVersion",
     "VersionObservation",
     "applicable_gates",
     "decide",

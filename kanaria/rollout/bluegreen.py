@@ -62,7 +62,7 @@ def switch(p: Pass) -> None:
 def progress_post_promotion(p: Pass, forced: bool) -> GraduateKind | None:
     bg = p.blue_green()
     assert bg is not None  # the engine checked Stage.missing_settings
-    wait = parse_duration(bg.scaleDownDelay) - p.elapsed(p.s.switchedAt)
+    wait = p.left(parse_duration(bg.scaleDownDelay), p.s.switchedAt)
     post = bg.postPromotionAnalysis
     if post is not None and not p.rounds_passed(post.rounds, forced):
         p.s.message = (

@@ -67,7 +67,7 @@ def progress(p: Pass, forced: bool) -> GraduateKind | None:
             if step.pause.duration is None:
                 p.pause("PauseStep", f"step {i}: paused at {p.s.stepWeight}% until promoted")
                 return None
-            left = parse_duration(step.pause.duration) - p.elapsed(p.s.stepStartedAt)
+            left = p.left(parse_duration(step.pause.duration), p.s.stepStartedAt)
             if left > 0:
                 p.s.message = f"step {i}: pause at {p.s.stepWeight}%, {left:.0f}s left"
                 return None

@@ -40,13 +40,13 @@ from kanaria.api import (
     VersionRef,
 )
 from kanaria.rollout.canary import advance_step
-from kanaria.rollout.diff import actions_between
 from kanaria.rollout.pass_state import GraduateKind, Pass, StrategyKind
 from kanaria.rollout.promotion import begin_switch
 from kanaria.rollout.retrain import track_retraining
 from kanaria.rollout.rounds import record_round
+from kanaria.rollout.schedule import next_pass_at
 from kanaria.rollout.stages import STRATEGIES, stage_of
-from kanaria.rollout.types import Action, Command, Decision, Observations
+from kanaria.rollout.types import Command, Decision, Observations
 
 
 def decide(
@@ -55,15 +55,19 @@ def decide(
     observations: Observations,
     now: datetime,
 ) -> Decision:
-    """One engine pass: the new status and the actions that realise it."""
+    """One engine pass: the new status, its retraining requests and events, and when the
+    engine next needs to look."""
     if now.tzinfo is None:
         raise ValueError("decide() needs a timezone-aware 'now' (e.g. datetime.now(UTC))")
     before = status or ModelDeploymentStatus()
     p = Pass(spec, before.model_copy(deep=True), observations, now)
     run(p)
-    actions: list[Action] = actions_between(before, p.s)
-    actions.extend(p.retrain_actions)
-    return Decision(status=p.s, actions=actions, events=p.events)
+    return Decision(
+        status=p.s,
+        actions=p.retrain_actions,
+        events=p.events,
+        nextPassAt=next_pass_at(spec, p.s, p.timers),
+    )
 
 
 def run(p: Pass) -> None:

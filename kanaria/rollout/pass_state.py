@@ -35,7 +35,7 @@ from kanaria.api import (
     VersionRole,
 )
 from kanaria.rollout.gates import applicable_gates
-from kanaria.rollout.types import Action, Event, Observations
+from kanaria.rollout.types import Event, Observations, Retrain
 
 MAX_MEASUREMENTS = 20
 """Measurements kept in status (newest last)."""
@@ -83,7 +83,9 @@ class Pass:
         self.obs = obs
         self.now = now
         self.events: list[Event] = []
-        self.retrain_actions: list[Action] = []
+        self.retrain_actions: list[Retrain] = []
+        self.timers: list[datetime] = []
+        """Moments a waiting rule can next change its mind (a pause or a delay ending)."""
         self.round_stage = status.stage
         """The stage this pass's measurements were planned for (before any command)."""
         self.previous_message = status.message
@@ -111,6 +113,14 @@ class Pass:
 
     def elapsed(self, since: datetime | None) -> float:
         return (self.now - since).total_seconds() if since is not None else 0.0
+
+    def left(self, seconds: float, since: datetime | None) -> float:
+        """Seconds left of a wait of ``seconds`` that began at ``since``; a wait that is
+        not over is remembered, so the next pass is planned for the moment it ends."""
+        left = seconds - self.elapsed(since)
+        if left > 0:
+            self.timers.append(self.now + timedelta(seconds=left))
+        return left
 
     @property
     def active(self) -> bool:

@@ -26,7 +26,7 @@ def progress(p: Pass, forced: bool) -> GraduateKind | None:
     shadow = p.spec.strategy.shadow
     assert shadow is not None
     if shadow.duration is not None:
-        left = parse_duration(shadow.duration) - p.elapsed(p.s.stepStartedAt)
+        left = p.left(parse_duration(shadow.duration), p.s.stepStartedAt)
         if left > 0:
             p.s.message = f"shadow: mirroring, {left:.0f}s left"
             return None

@@ -2,20 +2,20 @@
 
 The engine is a pure function, so everything it needs is in these values:
 :class:`Observations` are facts the caller gathered (readiness, measurements,
-a manual command); :class:`Decision` is the new status plus the actions that
-move the world towards it. Actions are a convenience for actuators that apply
-deltas; the new status alone is enough to converge (``status.versions``,
-``status.weights``, ``status.mirror``), which is what a restarted actuator does.
+a manual command); :class:`Decision` is the new status, the retraining requests and
+events, and the time the engine next needs a pass. The status alone says what should
+run and where traffic goes (``status.versions``, ``status.weights``, ``status.mirror``);
+the control loop (:mod:`kanaria.loop`) compares it with what runs and acts.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kanaria.api import Measurement, MetricGate, MirrorStatus, ModelDeploymentStatus
+from kanaria.api import Measurement, MetricGate, ModelDeploymentStatus
 
 CommandVerb = Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
 COMMAND_VERBS: tuple[CommandVerb, ...] = (
@@ -93,40 +93,6 @@ class MeasurementRequest(_Value):
 # --------------------------------------------------------------------------- decision
 
 
-class StartVersion(_Value):
-    """Start (or create) a version's model servers."""
-
-    type: Literal["start"] = "start"
-    version: str
-    uri: str
-    sha256: str | None = None
-    referenceProfile: str | None = None
-    replicas: int
-
-
-class ScaleVersion(_Value):
-    """Change a running version's replica count."""
-
-    type: Literal["scale"] = "scale"
-    version: str
-    replicas: int
-
-
-class StopVersion(_Value):
-    """Stop (delete) a version's model servers; applied after the routes moved away."""
-
-    type: Literal["stop"] = "stop"
-    version: str
-
-
-class SetRoutes(_Value):
-    """Write the router's weights (percent, sum 100) and mirror for this model."""
-
-    type: Literal["routes"] = "routes"
-    weights: dict[str, int]
-    mirror: MirrorStatus | None = None
-
-
 class Retrain(_Value):
     """Ask for a retrained model: both actuators POST the RetrainRequested payload to
     spec.retraining.webhook (kanaria.retraining); the operator may also create a Job
@@ -141,9 +107,10 @@ class Retrain(_Value):
     """Since when the threshold has been crossed."""
 
 
-Action = Annotated[
-    StartVersion | ScaleVersion | StopVersion | SetRoutes | Retrain, Field(discriminator="type")
-]
+Action = Retrain
+"""The one request the status cannot express: ask for a retrained model, once. Everything
+else an actuator does (start, scale, route, stop) follows from the status and is planned
+by the control loop (:mod:`kanaria.loop.effects`), against what actually runs."""
 
 
 class Event(_Value):
@@ -156,8 +123,13 @@ class Event(_Value):
 
 
 class Decision(_Value):
-    """The engine's answer: the new status, and the actions (in order) that realise it."""
+    """The engine's answer: the new status, the one-shot requests it makes, its events,
+    and when it next needs to look."""
 
     status: ModelDeploymentStatus
     actions: list[Action] = []
     events: list[Event] = []
+    nextPassAt: datetime | None = None
+    """When a rule next changes its mind with no change in the world: an analysis round
+    or a retraining check falling due, a pause or a delay ending. None: only a change
+    (a spec, a command, readiness) moves anything, so the loop waits for one."""

@@ -4,9 +4,10 @@ Importing this module registers the handlers, so both ``kanaria operator`` and
 ``kopf run -m kanaria_operator.handlers`` work (the latter reads its settings
 from KANARIA_* environment variables only).
 
-Why a daemon and not a timer: the pass interval is each object's own
-``spec.analysis.interval``, and a spec change or a manual command must start a
-pass at once; a daemon sleeps on "interval elapsed, or woken by a change". kopf
+Why a daemon and not a timer: the next pass is due when the engine says
+(``Decision.nextPassAt``: an analysis round, a pause ending), and a spec change, a
+manual command or a version's readiness changing must start a pass at once; a
+daemon sleeps on "next pass due, or woken by a change". kopf
 puts its finalizer on ModelDeployments for daemons, so a deletion waits until
 the daemon stopped; children are then removed by garbage collection through
 their owner references.
@@ -23,7 +24,7 @@ import kopf
 from kanaria_operator.kubeio import Kube, load_api_client
 from kanaria_operator.lease import LeaderElector
 from kanaria_operator.measure import PrometheusMeasure
-from kanaria_operator.objects import Images
+from kanaria_operator.objects import LABEL_COMPONENT, LABEL_MD, Images
 from kanaria_operator.reconcile import Reconciler
 from kanaria_operator.settings import OperatorSettings
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -180,6 +181,33 @@ async def changed(event: kopf.RawEvent, name: str, namespace: str | None, **_: A
     if state.seen.get(key) != fingerprint:
         state.seen[key] = fingerprint
         state.wake_event(namespace, name).set()
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={LABEL_COMPONENT: "model-server"})
+async def version_changed(
+    event: kopf.RawEvent, name: str, namespace: str | None, **_: Any
+) -> None:
+    """Wake the owner's daemon when a version's readiness changes, so that a candidate
+    becoming Ready (or a stable losing its pods) is acted on at once, not at the next
+    analysis interval."""
+    state = _runtime.state
+    if state is None or not name or not namespace:
+        return
+    body = event.get("object") or {}
+    owner = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_MD)
+    if not owner:
+        return
+    key = (namespace, f"deployment/{name}")
+    if event.get("type") == "DELETED":
+        state.seen.pop(key, None)
+        fingerprint: tuple[Any, ...] = ("deleted",)
+    else:
+        st = body.get("status") or {}
+        fingerprint = (st.get("readyReplicas"), st.get("availableReplicas"), st.get("replicas"))
+    if state.seen.get(key) != fingerprint:
+        state.seen[key] = fingerprint
+        if (namespace, owner) in state.wake:
+            state.wake[(namespace, owner)].set()
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)

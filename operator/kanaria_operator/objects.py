@@ -29,6 +29,7 @@ from kanaria.api import (
     ModelDeploymentSpec,
 )
 from kanaria.durations import parse_duration
+from kanaria.loop.identity import ARTIFACT_ANNOTATION, artifact_of, server_of
 from kanaria.router_process import as_env, router_process_settings
 from kanaria.routes import CONFIGMAP_KEY, RoutesConfig
 
@@ -160,7 +161,7 @@ def version_deployment(
     # The role changes at promotion; it is on the Deployment, never on the pod
     # template, so promoting does not restart the pods.
     labels = {**pod_labels, LABEL_ROLE: live.role.value}
-    server = live.server or spec.server  # pinned per version (see ServerSpec)
+    server = server_of(live, spec)  # pinned per version (see ServerSpec)
     batching = server.batching
     env = _env(
         {
@@ -209,10 +210,12 @@ def version_deployment(
     }
     if spec.resources is not None:
         container["resources"] = spec.resources.model_dump(exclude_none=True)
+    meta = _meta(owner, name, labels)
+    meta["annotations"] = {ARTIFACT_ANNOTATION: artifact_of(live, spec)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(owner, name, labels),
+        "metadata": meta,
         "spec": {
             "replicas": live.replicas,
             "selector": {"matchLabels": selector},
@@ -430,6 +433,18 @@ def retraining_job(owner: Owner, template: dict[str, Any], stamp: str) -> dict[s
     }
 
 
+def router_objects(owner: Owner, spec: ModelDeploymentSpec, images: Images) -> list[dict[str, Any]]:
+    """The router and what it needs: its identity and rights, its Deployment, and the
+    Service clients call."""
+    return [
+        router_service_account(owner),
+        router_role(owner),
+        router_role_binding(owner),
+        router_deployment(owner, spec, images),
+        client_service(owner),
+    ]
+
+
 def desired_objects(
     owner: Owner,
     spec: ModelDeploymentSpec,
@@ -437,15 +452,9 @@ def desired_objects(
     routes: RoutesConfig,
     images: Images,
 ) -> list[dict[str, Any]]:
-    """Every object that should exist for this ModelDeployment right now."""
-    objects: list[dict[str, Any]] = [
-        router_service_account(owner),
-        router_role(owner),
-        router_role_binding(owner),
-        routes_configmap(owner, routes),
-        router_deployment(owner, spec, images),
-        client_service(owner),
-    ]
+    """Every object that should exist for this ModelDeployment once ``versions`` run
+    with ``routes`` (what the loop converges on; used to check selectors and RBAC)."""
+    objects = [*router_objects(owner, spec, images), routes_configmap(owner, routes)]
     for live in versions:
         objects.append(version_deployment(owner, spec, live, images))
         objects.append(version_service(owner, live.version))

@@ -1,21 +1,19 @@
-"""One operator pass over a ModelDeployment: observe, decide, apply, record.
+"""The operator's adapter for the one control loop, and its pass driver.
 
-1. read the object; a spec the models reject becomes an ``InvalidSpec``
-   condition and a Warning Event (the CRD catches most mistakes first);
-2. observe: readiness of each version's Deployment, the measurements the
-   engine asked for (``plan_measurements`` -> ``kanaria.analysis``), a new
-   manual command from the ``kanaria.io/command`` annotation;
-3. ``kanaria.rollout.decide`` -- the same engine as ``kanaria up``;
-4. apply ``decision.status``: server-side apply of every desired object
-   (version Deployments at their sizes, the routes ConfigMap, the router),
-   deletion of versions the engine dropped (after the routes moved away),
-   the retraining webhook and Jobs;
-5. write the status once (status subresource), post the engine's Events,
-   update the operator's metrics.
+The pass -- measure, decide, act in a fixed order, record -- is
+:func:`kanaria.loop.run_pass`, the same one ``kanaria up`` runs. Here:
 
-Nothing is remembered between passes except caches that only save API calls:
-all rollout state is in ``status``, so another operator (or this one after a
-restart) continues where this one stopped.
+- :class:`Reconciler` reads the ModelDeployment; a spec the models reject, or one only
+  the operator can refuse (auth without a Secret), becomes an ``InvalidSpec``
+  condition and a Warning Event, and no pass runs;
+- :class:`ClusterWorld` is every Kubernetes read and write the loop asks for:
+  model-server Deployments and Services (annotated with their artifact), the routes
+  ConfigMap, the router's objects, the routers' confirmation of a routes revision
+  (read from their pods' metrics), the status subresource, Events, retraining Jobs.
+
+Nothing is remembered between passes except caches that only save API calls or a
+grace period: all rollout state is in ``status``, so another operator (or this one
+after a restart) continues where this one stopped.
 """
 
 from __future__ import annotations
@@ -35,25 +33,35 @@ from kanaria_operator.kubeio import Kube, summary
 from kanaria_operator.objects import (
     LABEL_COMPONENT,
     LABEL_MD,
+    LABEL_VERSION,
+    ROUTER_PORT,
     Images,
     Owner,
-    desired_objects,
     retraining_job,
+    router_objects,
+    routes_configmap,
+    routes_name,
+    version_deployment,
     version_name,
+    version_service,
+    version_url,
 )
-from kanaria_operator.routing import build_routes
 from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from kanaria.api import (
     COMMAND_ANNOTATION,
     Condition,
+    LiveVersion,
     Measurement,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     problems_of,
 )
 from kanaria.logtail import last_error_line
+from kanaria.loop import Reading, RoutesSeen, RunningVersion, World, run_pass
+from kanaria.loop.identity import ARTIFACT_ANNOTATION
+from kanaria.loop.routes import routed_versions, router_revisions
 from kanaria.retraining import request_retraining
 from kanaria.rollout import (
     COMMAND_VERBS,
@@ -63,9 +71,8 @@ from kanaria.rollout import (
     Observations,
     Retrain,
     VersionObservation,
-    decide,
-    plan_measurements,
 )
+from kanaria.routes import CONFIGMAP_KEY, RoutesConfig
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +212,25 @@ def _digest(obj: dict[str, Any]) -> str:
 
 
 @dataclass
-class _Memory:
-    """Per-ModelDeployment caches that only save API calls; losing them is harmless."""
+class Memory:
+    """Per-ModelDeployment caches that only save API calls or time; losing them is
+    harmless (a re-apply, or one grace period before a stop)."""
 
     applied: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     rejected_commands: set[str] = field(default_factory=set)
+    routes_seen: dict[str, float] = field(default_factory=dict)
+    """Routes revision -> when this operator first saw it written (monotonic)."""
+
+
+def routes_revision(configmap: dict[str, Any] | None) -> RoutesConfig | None:
+    """The routes document in the routes ConfigMap, if it holds a valid one."""
+    text = ((configmap or {}).get("data") or {}).get(CONFIGMAP_KEY)
+    if not text:
+        return None
+    try:
+        return RoutesConfig.from_yaml(text)
+    except ValueError:
+        return None
 
 
 class Reconciler:
@@ -223,6 +244,7 @@ class Reconciler:
         resync_interval_s: float,
         check_model_uris: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        router_metrics: Callable[[str], str | None] | None = None,
     ) -> None:
         self.kube = kube
         self.images = images
@@ -230,7 +252,9 @@ class Reconciler:
         self.resync_interval_s = resync_interval_s
         self.check_model_uris = check_model_uris
         self.clock = clock
-        self._memory: dict[tuple[str, str], _Memory] = {}
+        self.router_metrics = router_metrics or _fetch_metrics
+        """Reads a router pod's /metrics (its URL in, text out; None if unreachable)."""
+        self._memory: dict[tuple[str, str], Memory] = {}
         self._uri_checks: dict[str, tuple[str | None, float]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
@@ -260,7 +284,7 @@ class Reconciler:
             return self.resync_interval_s
         meta = obj["metadata"]
         owner = Owner(name=name, namespace=namespace, uid=meta["uid"])
-        memory = self._memory.setdefault((namespace, name), _Memory())
+        memory = self._memory.setdefault((namespace, name), Memory())
         now = self.clock()
         raw_status: dict[str, Any] = dict(obj.get("status") or {})
         try:
@@ -280,150 +304,266 @@ class Reconciler:
             status = None
         if status is not None:
             status.conditions = [c for c in status.conditions if c.type != INVALID_SPEC]
+        world = ClusterWorld(self, obj, owner, memory, raw_status)
+        outcome = run_pass(world, spec, status, now)
+        wait = self.resync_interval_s
+        if outcome.next_pass_at is not None:
+            wait = min(wait, max(0.0, (outcome.next_pass_at - now).total_seconds()))
+        return wait
 
-        observations = self._observe(obj, owner, spec, status, memory, now)
-        decision = decide(spec, status, observations, now)
-        ready = {v: o.ready for v, o in observations.versions.items()}
-        problem = self._apply(obj, owner, spec, decision, ready, memory)
-        new_status = decision.status.model_dump(mode="json", exclude_none=True)
-        if problem is None and self.check_model_uris:
-            problem = self._unreachable_models(decision.status)
-        if problem is not None:
-            reason, message = problem
-            set_condition(new_status, INVALID_SPEC, True, reason, message, now)
-            if raw_status.get("conditions") != new_status["conditions"]:
-                self.kube.event(obj, reason, message, warning=True)
-        self.kube.patch_status(name, namespace, new_status, old=raw_status)
-        for event in decision.events:
-            self.kube.event(obj, event.reason, event.message, warning=event.type == "Warning")
-        metrics.LOOP.record_pass(namespace, name, observations, decision, now.timestamp())
-        return min(spec.analysis.interval_seconds, self.resync_interval_s)
+    def unreachable_models(self, status: ModelDeploymentStatus) -> tuple[str, str] | None:
+        """http(s) model URIs the operator cannot reach (cached for a few minutes)."""
+        if not self.check_model_uris:
+            return None
+        for v in status.versions:
+            if not v.uri.startswith(("http://", "https://")):
+                continue
+            cached = self._uri_checks.get(v.uri)
+            if cached is None or time.monotonic() - cached[1] > URI_CHECK_TTL_S:
+                cached = (self._probe(v.uri), time.monotonic())
+                self._uri_checks[v.uri] = cached
+            if cached[0] is not None:
+                return "ModelUnreachable", f"version {v.version}: {v.uri}: {cached[0]}"
+        return None
 
-    # ------------------------------------------------------------------ observe
+    @staticmethod
+    def _probe(uri: str) -> str | None:
+        try:
+            response = httpx.head(uri, timeout=5.0, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            return f"cannot connect ({exc.__class__.__name__}: {exc})"
+        if response.status_code >= 400 and response.status_code != 405:
+            return f"HTTP {response.status_code}"
+        return None
 
-    def _pods_if_unready(
-        self, owner: Owner, version: str, deployment: dict[str, Any] | None
-    ) -> list[dict[str, Any]]:
+    def _invalid(
+        self, obj: dict[str, Any], status: dict[str, Any], reason: str, message: str, now: datetime
+    ) -> None:
+        """A spec only the operator could refuse: condition + Event, no crash, no actions."""
+        before = json.dumps(status.get("conditions"), sort_keys=True)
+        set_condition(status, INVALID_SPEC, True, reason, message, now)
+        status["observedGeneration"] = obj["metadata"].get("generation")
+        if json.dumps(status.get("conditions"), sort_keys=True) != before:
+            self.kube.event(obj, reason, message, warning=True)
+        self.kube.patch_status(obj["metadata"]["name"], obj["metadata"]["namespace"], status,
+                               old=obj.get("status") or {})  # fmt: skip
+
+
+ROUTER_METRICS_TIMEOUT_S = 0.5
+
+
+def _fetch_metrics(url: str) -> str | None:
+    try:
+        response = httpx.get(url, timeout=ROUTER_METRICS_TIMEOUT_S)
+    except httpx.HTTPError:
+        return None
+    return response.text if response.status_code == 200 else None
+
+
+class ClusterWorld:
+    """The operator's adapter for one pass over one ModelDeployment: every read and
+    write of Kubernetes objects the loop (:func:`kanaria.loop.run_pass`) asks for."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        obj: dict[str, Any],
+        owner: Owner,
+        memory: Memory,
+        raw_status: dict[str, Any],
+    ) -> None:
+        self.r = reconciler
+        self.kube = reconciler.kube
+        self.obj = obj
+        self.owner = owner
+        self.name = owner.name
+        self.memory = memory
+        self.raw_status = raw_status
+        self.problem: tuple[str, str] | None = None
+        """(reason, message) when the API server refused an object built from the spec."""
+
+    # ------------------------------------------------------------------ read
+
+    def read(self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus | None) -> Reading:
+        """Every model-server Deployment of this ModelDeployment (readiness, artifact,
+        replicas), the routes ConfigMap and what the routers run, the command annotation."""
+        deployments = self.kube.resource("apps/v1", "Deployment")
+        selector = f"{LABEL_MD}={self.owner.name},{LABEL_COMPONENT}=model-server"
+        found = {
+            d["metadata"].get("labels", {}).get(LABEL_VERSION, ""): d
+            for d in self.kube.list(deployments, self.owner.namespace, selector)
+        }
+        names = {v.version for v in (status.versions if status else [])}
+        names.add(spec.model.version)
+        versions: dict[str, VersionObservation] = {}
+        running: dict[str, RunningVersion] = {}
+        for v in sorted(names | found.keys()):
+            deployment = found.get(v)
+            if deployment is None:  # deleted behind our back: apply it again this pass
+                self.memory.applied.pop(("Deployment", version_name(self.owner.name, v)), None)
+            else:
+                annotations = deployment["metadata"].get("annotations") or {}
+                running[v] = RunningVersion(
+                    artifact=annotations.get(ARTIFACT_ANNOTATION, ""),
+                    replicas=int((deployment.get("spec") or {}).get("replicas") or 0),
+                )
+            if v in names:
+                versions[v] = version_observation(deployment, self._pods_if_unready(v, deployment))
+        return Reading(
+            versions=versions,
+            world=World(versions=running, routes=self._routes_seen()),
+            command=self._command(),
+            generation=self.obj["metadata"].get("generation"),
+        )
+
+    def _pods_if_unready(self, version: str, deployment: dict[str, Any] | None) -> list[Any]:
         """A version's pods, read only while it has no ready replica (to say why)."""
         if deployment is None or version_observation(deployment).ready:
             return []
         selector = ",".join(
             f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items()
         )
-        return self.kube.list(self.kube.resource("v1", "Pod"), owner.namespace, selector)
+        return self.kube.list(self.kube.resource("v1", "Pod"), self.owner.namespace, selector)
 
-    def _observe(
-        self,
-        obj: dict[str, Any],
-        owner: Owner,
-        spec: ModelDeploymentSpec,
-        status: ModelDeploymentStatus | None,
-        memory: _Memory,
-        now: datetime,
-    ) -> Observations:
-        deployments = self.kube.resource("apps/v1", "Deployment")
-        names = {v.version for v in (status.versions if status else [])}
-        names.add(spec.model.version)
-        versions: dict[str, VersionObservation] = {}
-        for v in sorted(names):
-            found = self.kube.get_or_none(deployments, version_name(owner.name, v), owner.namespace)
-            if found is None:  # deleted behind our back: apply it again this pass
-                memory.applied.pop(("Deployment", version_name(owner.name, v)), None)
-            versions[v] = version_observation(found, self._pods_if_unready(owner, v, found))
-        analysis: list[Measurement] = []
-        retraining: Measurement | None = None
-        for request in plan_measurements(spec, status, now):
-            m = self.measure(request, owner, now)
-            if request.purpose == "retraining":
-                retraining = m
-            else:
-                analysis.append(m)
-        command: Command | None = None
-        parsed = parse_command((obj["metadata"].get("annotations") or {}).get(COMMAND_ANNOTATION))
-        if isinstance(parsed, str):
-            value = obj["metadata"]["annotations"][COMMAND_ANNOTATION]
-            if value not in memory.rejected_commands:
-                memory.rejected_commands.add(value)
-                self.kube.event(obj, "InvalidCommand", parsed, warning=True)
-        else:
-            command = parsed
-        return Observations(
-            versions=versions,
-            measurements=analysis,
-            retraining=retraining,
-            command=command,
-            generation=obj["metadata"].get("generation"),
+    def _routes_seen(self) -> RoutesSeen:
+        """The routes ConfigMap, and whether every Ready router pod runs its revision
+        (``kanaria_router_routes_revision_info``); None when a router cannot be read."""
+        configmaps = self.kube.resource("v1", "ConfigMap")
+        written = routes_revision(
+            self.kube.get_or_none(configmaps, routes_name(self.owner.name), self.owner.namespace)
+        )
+        if written is None:
+            return RoutesSeen()
+        first_seen = self.memory.routes_seen.setdefault(written.revision, time.monotonic())
+        if len(self.memory.routes_seen) > 16:  # only the latest few matter
+            for old in list(self.memory.routes_seen)[:-16]:
+                del self.memory.routes_seen[old]
+        return RoutesSeen(
+            revision=written.revision,
+            versions=routed_versions(written),
+            confirmed=self._routers_run(written.revision),
+            age_s=time.monotonic() - first_seen,
         )
 
-    # ------------------------------------------------------------------ apply
-
-    def _apply(
-        self,
-        obj: dict[str, Any],
-        owner: Owner,
-        spec: ModelDeploymentSpec,
-        decision: Decision,
-        ready: dict[str, bool],
-        memory: _Memory,
-    ) -> tuple[str, str] | None:
-        """Converge the cluster on ``decision.status``; returns (reason, message) if the
-        API server refused an object because of what the spec says."""
-        status = decision.status
-        revision = f"{obj['metadata'].get('generation')}/{status.phase}/{status.currentStep}"
-        routes = build_routes(owner, spec, status, ready, revision)
-        desired = desired_objects(owner, spec, status.versions, routes, self.images)
-        # Versions first, so the routes never point at a Service that does not exist.
-        desired.sort(key=lambda o: 0 if o["metadata"].get("labels", {}).get(LABEL_COMPONENT)
-                     == "model-server" else 1)  # fmt: skip
-        mono = time.monotonic()
-        for manifest in desired:
-            key = (manifest["kind"], manifest["metadata"]["name"])
-            digest = _digest(manifest)
-            last = memory.applied.get(key)
-            if last is not None and last[0] == digest and mono - last[1] < REAPPLY_AFTER_S:
+    def _routers_run(self, revision: str) -> bool | None:
+        pods = self.kube.list(
+            self.kube.resource("v1", "Pod"),
+            self.owner.namespace,
+            f"{LABEL_MD}={self.owner.name},{LABEL_COMPONENT}=router",
+        )
+        seen = False
+        for pod in pods:
+            ip = (pod.get("status") or {}).get("podIP")
+            if not ip or (pod["metadata"].get("deletionTimestamp")):
                 continue
-            try:
-                self.kube.apply(manifest)
-            except DynamicApiError as exc:
-                if exc.status in TRANSIENT:
-                    raise
-                # 400/422, or a 500 for values it cannot even decode (a resource
-                # quantity like "lots"): what the spec asks for cannot be created.
-                memory.applied.pop(key, None)
-                return (
+            text = self.r.router_metrics(f"http://{ip}:{ROUTER_PORT}/metrics")
+            if text is None:
+                return None
+            if revision not in router_revisions(text):
+                return False
+            seen = True
+        return True if seen else None
+
+    def _command(self) -> Command | None:
+        annotations = self.obj["metadata"].get("annotations") or {}
+        parsed = parse_command(annotations.get(COMMAND_ANNOTATION))
+        if isinstance(parsed, str):
+            value = annotations[COMMAND_ANNOTATION]
+            if value not in self.memory.rejected_commands:
+                self.memory.rejected_commands.add(value)
+                self.kube.event(self.obj, "InvalidCommand", parsed, warning=True)
+            return None
+        return parsed
+
+    def measure(self, request: MeasurementRequest, now: datetime) -> Measurement:
+        """One measurement from Prometheus (kanaria.analysis)."""
+        return self.r.measure(request, self.owner, now)
+
+    # ------------------------------------------------------------------ write
+
+    def _apply(self, manifest: dict[str, Any]) -> None:
+        """Server-side apply, skipped when this exact object was applied recently; an
+        object the API server refuses for what the spec says becomes ``self.problem``."""
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        digest = _digest(manifest)
+        mono = time.monotonic()
+        last = self.memory.applied.get(key)
+        if last is not None and last[0] == digest and mono - last[1] < REAPPLY_AFTER_S:
+            return
+        try:
+            self.kube.apply(manifest)
+        except DynamicApiError as exc:
+            if exc.status in TRANSIENT:
+                raise
+            # 400/422, or a 500 for values it cannot even decode (a resource
+            # quantity like "lots"): what the spec asks for cannot be created.
+            self.memory.applied.pop(key, None)
+            if self.problem is None:
+                self.problem = (
                     "ObjectRejected",
                     f"the API server refused {key[0]} {key[1]} built from the spec "
                     f"(HTTP {exc.status}): {summary(exc)}",
                 )
-            memory.applied[key] = (digest, mono)
-        self._delete_dropped(owner, {m["metadata"]["name"] for m in desired}, memory)
-        for action in decision.actions:
-            if isinstance(action, Retrain):
-                self._retrain(obj, owner, spec, decision.status, action, self.clock())
-        return None
+            return
+        self.memory.applied[key] = (digest, mono)
 
-    def _delete_dropped(self, owner: Owner, keep: set[str], memory: _Memory) -> None:
-        selector = f"{LABEL_MD}={owner.name},{LABEL_COMPONENT}=model-server"
+    def start_version(self, spec: ModelDeploymentSpec, live: LiveVersion, replace: bool) -> None:
+        """The version's Deployment (annotated with its artifact) and Service; a replaced
+        artifact rolls the pods through the Deployment's own rolling update."""
+        self._apply(version_service(self.owner, live.version))
+        self._apply(version_deployment(self.owner, spec, live, self.r.images))
+
+    def scale_version(self, spec: ModelDeploymentSpec, live: LiveVersion) -> None:
+        """The version's Deployment at ``live.replicas``."""
+        self._apply(version_deployment(self.owner, spec, live, self.r.images))
+
+    def addresses(self, versions: list[str]) -> dict[str, str]:
+        """Each version's Service URL (it exists from the version's first pass)."""
+        return {v: version_url(self.owner, v) for v in versions}
+
+    def write_routes(self, spec: ModelDeploymentSpec, routes: RoutesConfig) -> None:
+        """The routes ConfigMap the routers watch."""
+        self._apply(routes_configmap(self.owner, routes))
+
+    def ensure_router(self, spec: ModelDeploymentSpec) -> None:
+        """The router's ServiceAccount, Role, RoleBinding, Deployment and client Service."""
+        for manifest in router_objects(self.owner, spec, self.r.images):
+            self._apply(manifest)
+
+    def stop_version(self, version: str) -> None:
+        """Delete the version's Deployment and Service (the routers run routes without it)."""
+        name = version_name(self.owner.name, version)
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
-            resource = self.kube.resource(api_version, kind)
-            for item in self.kube.list(resource, owner.namespace, selector):
-                item_name = item["metadata"]["name"]
-                if item_name not in keep:
-                    log.info("%s/%s: deleting %s %s", owner.namespace, owner.name, kind, item_name)
-                    self.kube.delete(resource, item_name, owner.namespace)
-                    memory.applied.pop((kind, item_name), None)
+            log.info("%s/%s: deleting %s %s", self.owner.namespace, self.owner.name, kind, name)
+            self.kube.delete(self.kube.resource(api_version, kind), name, self.owner.namespace)
+            self.memory.applied.pop((kind, name), None)
 
-    def _retrain(
-        self,
-        obj: dict[str, Any],
-        owner: Owner,
-        spec: ModelDeploymentSpec,
-        status: ModelDeploymentStatus,
-        action: Retrain,
-        now: datetime,
+    def record(
+        self, spec: ModelDeploymentSpec, observations: Observations, decision: Decision
     ) -> None:
+        """The status written once (with InvalidSpec when an object was refused or a
+        model cannot be reached), the engine's Events, the loop's metrics."""
+        now = self.r.clock()
+        new_status = decision.status.model_dump(mode="json", exclude_none=True)
+        problem = self.problem or self.r.unreachable_models(decision.status)
+        if problem is not None:
+            reason, message = problem
+            set_condition(new_status, INVALID_SPEC, True, reason, message, now)
+            if self.raw_status.get("conditions") != new_status["conditions"]:
+                self.kube.event(self.obj, reason, message, warning=True)
+        self.kube.patch_status(self.owner.name, self.owner.namespace, new_status,
+                               old=self.raw_status)  # fmt: skip
+        for event in decision.events:
+            self.kube.event(self.obj, event.reason, event.message,
+                            warning=event.type == "Warning")  # fmt: skip
+        metrics.LOOP.record_pass(
+            self.owner.namespace, self.owner.name, observations, decision, now.timestamp()
+        )
+
+    def retrain(self, spec: ModelDeploymentSpec, decision: Decision, action: Retrain) -> None:
         """Call the retraining webhook (the same payload as ``kanaria up``), then create a
         Job from the template, unless one is still running; each outcome is an Event."""
+        obj, owner, status, now = self.obj, self.owner, decision.status, self.r.clock()
         called = request_retraining(owner.name, owner.namespace, spec, status, action, now)
         if called is not None:
             self.kube.event(obj, called.reason, called.message, warning=called.type == "Warning")
@@ -457,38 +597,3 @@ class Reconciler:
             f"Job {job['metadata']['name']}: {action.metric} of {action.version} is "
             f"{action.value} (threshold {action.threshold}) since {action.since.isoformat()}",
         )
-
-    def _invalid(
-        self, obj: dict[str, Any], status: dict[str, Any], reason: str, message: str, now: datetime
-    ) -> None:
-        """A spec only the operator could refuse: condition + Event, no crash, no actions."""
-        before = json.dumps(status.get("conditions"), sort_keys=True)
-        set_condition(status, INVALID_SPEC, True, reason, message, now)
-        status["observedGeneration"] = obj["metadata"].get("generation")
-        if json.dumps(status.get("conditions"), sort_keys=True) != before:
-            self.kube.event(obj, reason, message, warning=True)
-        self.kube.patch_status(obj["metadata"]["name"], obj["metadata"]["namespace"], status,
-                               old=obj.get("status") or {})  # fmt: skip
-
-    def _unreachable_models(self, status: ModelDeploymentStatus) -> tuple[str, str] | None:
-        """http(s) model URIs the operator cannot reach (cached for a few minutes)."""
-        for v in status.versions:
-            if not v.uri.startswith(("http://", "https://")):
-                continue
-            cached = self._uri_checks.get(v.uri)
-            if cached is None or time.monotonic() - cached[1] > URI_CHECK_TTL_S:
-                cached = (self._probe(v.uri), time.monotonic())
-                self._uri_checks[v.uri] = cached
-            if cached[0] is not None:
-                return "ModelUnreachable", f"version {v.version}: {v.uri}: {cached[0]}"
-        return None
-
-    @staticmethod
-    def _probe(uri: str) -> str | None:
-        try:
-            response = httpx.head(uri, timeout=5.0, follow_redirects=True)
-        except httpx.HTTPError as exc:
-            return f"cannot connect ({exc.__class__.__name__}: {exc})"
-        if response.status_code >= 400 and response.status_code != 405:
-            return f"HTTP {response.status_code}"
-        return None

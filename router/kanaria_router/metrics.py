@@ -74,6 +74,12 @@ class RouterMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.revision = Gauge(
+            mn.ROUTER_ROUTES_REVISION,
+            "The revision of the routes document the router runs (value always 1).",
+            ["revision"],
+            registry=self.registry,
+        )
         self._req: dict[tuple[str, str, int], Counter] = {}
         self._lat: dict[tuple[str, str], Histogram] = {}
         self._weights: set[tuple[str, str]] = set()
@@ -104,6 +110,11 @@ class RouterMetrics:
                     if key not in self._req:
                         self._req[key] = self.requests.labels(model, version, str(code))
         self._weights = set(current)
+
+    def set_revision(self, revision: str) -> None:
+        """Publish the revision of the routes now applied (one series)."""
+        self.revision.clear()
+        self.revision.labels(revision).set(1)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

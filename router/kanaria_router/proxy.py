@@ -144,6 +144,7 @@ class Router:
         self.loaded = True
         self.metrics.set_weights(table)
         self.metrics.reloads.labels("applied").inc()
+        self.metrics.set_revision(config.revision)
         if table.mirrors():
             self.mirror.ensure_started()
         summary = "; ".join(

@@ -3,21 +3,14 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from kanaria.api import Phase, Verdict
-from kanaria.rollout import (
-    Observations,
-    ScaleVersion,
-    SetRoutes,
-    StartVersion,
-    StopVersion,
-    VersionObservation,
-    decide,
-)
+from kanaria.rollout import Observations, VersionObservation, decide
 from tests.kanaria.rollout_sim import SUCCESS_GATE, T0, Sim, make_spec
 
 CANARY = {
@@ -52,8 +45,11 @@ def test_first_apply_makes_the_version_stable_at_100() -> None:
     assert sim.s.stable.version == "v1"
     assert sim.s.weights == {"v1": 100}
     assert sim.s.phase is Phase.Progressing  # not Ready yet: nothing observed
-    assert [type(a) for a in d.actions] == [StartVersion, SetRoutes]
-    assert d.actions[0] == StartVersion(version="v1", uri="file:///models/v1.onnx", replicas=2)
+    # What runs follows from the status (the loop's effects: tests/kanaria/test_loop.py).
+    assert [(v.version, v.uri, v.replicas) for v in d.status.versions] == [
+        ("v1", "file:///models/v1.onnx", 2)
+    ]
+    assert d.actions == []
     sim.tick()
     assert sim.s.phase is Phase.Healthy
     assert {c.type: c.status for c in sim.s.conditions}["Available"] == "True"
@@ -66,6 +62,7 @@ def test_reapplying_an_unchanged_spec_does_nothing() -> None:
     d = sim.tick(30)
     assert d.actions == []
     assert d.events == []
+    assert d.nextPassAt is None  # nothing timed: only a change moves anything
     assert d.status == sim.decisions[-2].status
 
 
@@ -79,13 +76,13 @@ def test_canary_without_gates_walks_the_steps_and_promotes() -> None:
     d = sim.tick()
     assert sim.s.phase is Phase.Progressing
     assert sim.s.weights == {"v1": 100, "v2": 0}  # v2 not Ready yet
-    assert isinstance(d.actions[0], StartVersion)
-    assert d.actions[0].replicas == 1
+    assert [(v.version, v.replicas) for v in d.status.versions] == [("v1", 2), ("v2", 1)]
     sim.tick()
     assert sim.s.weights == {"v1": 90, "v2": 10}
     assert sim.s.currentStep == 1
-    sim.tick(59)
+    d = sim.tick(59)
     assert sim.s.currentStep == 1
+    assert d.nextPassAt == sim.now + timedelta(seconds=1)  # the moment the pause ends
     sim.tick(1)
     assert sim.s.phase is Phase.Paused
     assert sim.s.pauseReason == "PauseStep"
@@ -97,11 +94,10 @@ def test_canary_without_gates_walks_the_steps_and_promotes() -> None:
     assert sim.s.stable is not None
     assert sim.s.stable.version == "v2"
     assert sim.s.weights == {"v2": 100}
-    kinds = [type(a) for a in d.actions]
-    assert kinds == [SetRoutes, StopVersion]  # route, then stop
+    assert [v.version for v in d.status.versions] == ["v2"]  # v1 dropped
     # The candidate was sized for the next weight (80% of 2 replicas) while at 50%.
-    scaled = [a for d in sim.decisions for a in d.actions if isinstance(a, ScaleVersion)]
-    assert scaled == [ScaleVersion(version="v2", replicas=2)]
+    sizes = [[v.replicas for v in d.status.versions if v.version == "v2"] for d in sim.decisions]
+    assert [n for n, _ in itertools.groupby(s[0] for s in sizes if s)] == [1, 2]
     assert "Promoted" in sim.reasons()
 
 
@@ -134,7 +130,7 @@ def test_failed_verdicts_past_the_limit_roll_back_in_one_step() -> None:
     d = sim.tick(30, verdict=Verdict.Failed)
     assert sim.s.phase is Phase.RolledBack
     assert sim.s.weights == {"v1": 100}
-    assert [type(a) for a in d.actions] == [SetRoutes, StopVersion]
+    assert [v.version for v in d.status.versions] == ["v1"]  # v2 dropped: the loop stops it
     assert "failureLimit 1" in sim.s.message
     assert sim.s.measurements[-1].verdict is Verdict.Failed
     assert d.events[-1].type == "Warning"
@@ -225,14 +221,15 @@ def test_abort_and_retry() -> None:
     assert sim.s.candidate is not None
     assert sim.s.candidate.version == "v2"
     nonce = sim.s.lastCommand
+    before = sim.s
     d = sim.tick(30)  # the same spec again: nothing restarts
     assert sim.s.phase is Phase.RolledBack
-    assert d.actions == []
+    assert d.status.versions == before.versions
     d = sim.tick(command="retry")
     assert sim.s.lastCommand != nonce
     assert sim.s.phase is Phase.Progressing
     assert sim.s.currentStep == 0
-    assert isinstance(d.actions[0], StartVersion)
+    assert any(v.version == "v2" and v.replicas > 0 for v in d.status.versions)
 
 
 def test_a_command_is_applied_once_per_nonce() -> None:
@@ -280,7 +277,7 @@ def test_promotion_waits_for_the_candidate_at_full_size() -> None:
     assert d.status.weights == {"v1": 50, "v2": 50}
     v2 = next(v for v in d.status.versions if v.version == "v2")
     assert v2.replicas == 2
-    assert ScaleVersion(version="v2", replicas=2) in d.actions
+    assert v2.replicas == 2
     sim.status = d.status
     sim.tick()
     assert sim.s.phase is Phase.Healthy
@@ -297,7 +294,7 @@ def test_new_version_mid_rollout_restarts_from_stable() -> None:
     assert sim.s.candidate is not None
     assert sim.s.candidate.version == "v3"
     assert sim.s.weights == {"v1": 100, "v3": 0}
-    assert StopVersion(version="v2") in d.actions
+    assert "v2" not in [v.version for v in d.status.versions if v.replicas > 0]
     assert "RolloutRestarted" in sim.reasons()
 
 
@@ -360,7 +357,8 @@ BLUE_GREEN = {"blueGreen": {"scaleDownDelay": "60s", "postPromotionAnalysis": {"
 def test_blue_green_preview_switch_and_scale_down() -> None:
     sim = deployed(BLUE_GREEN, [SUCCESS_GATE])
     d = sim.tick()
-    assert d.actions[0] == StartVersion(version="v2", uri="file:///models/v2.onnx", replicas=2)
+    v2 = next(v for v in d.status.versions if v.version == "v2")
+    assert (v2.uri, v2.replicas) == ("file:///models/v2.onnx", 2)
     assert sim.s.weights == {"v1": 100, "v2": 0}
     sim.tick()
     assert sim.s.phase is Phase.Promoting
@@ -374,10 +372,7 @@ def test_blue_green_preview_switch_and_scale_down() -> None:
     sim.tick(30, verdict=Verdict.Successful)
     assert sim.s.phase is Phase.Healthy
     assert sim.s.weights == {"v2": 100}
-    assert sim.decisions[-1].actions == [
-        SetRoutes(weights={"v2": 100}),
-        StopVersion(version="v1"),
-    ]
+    assert [v.version for v in sim.decisions[-1].status.versions] == ["v2"]
 
 
 def test_blue_green_post_promotion_failure_switches_back() -> None:
@@ -387,7 +382,7 @@ def test_blue_green_post_promotion_failure_switches_back() -> None:
     d = sim.tick(30, verdict=Verdict.Failed)
     assert sim.s.phase is Phase.RolledBack
     assert sim.s.weights == {"v1": 100}
-    assert d.actions == [SetRoutes(weights={"v1": 100}), StopVersion(version="v2")]
+    assert [(v.version, v.replicas) for v in d.status.versions if v.replicas > 0] == [("v1", 2)]
 
 
 def test_blue_green_manual_with_mirror_and_pre_promotion() -> None:
@@ -523,7 +518,7 @@ def test_replicas_edit_scales_the_stable_without_a_rollout() -> None:
     sim.tick()
     sim.spec = sim.spec.model_copy(update={"replicas": 5})
     d = sim.tick()
-    assert d.actions == [ScaleVersion(version="v1", replicas=5)]
+    assert [(v.version, v.replicas) for v in d.status.versions] == [("v1", 5)]
     assert sim.s.phase is Phase.Healthy
 
 

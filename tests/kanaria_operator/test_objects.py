@@ -15,7 +15,6 @@ from kanaria_operator.reconcile import (
     set_condition,
     version_observation,
 )
-from kanaria_operator.routing import build_routes
 from kanaria_operator.settings import OperatorSettings
 
 from kanaria.api import (
@@ -25,6 +24,7 @@ from kanaria.api import (
     ServerSpec,
     VersionRole,
 )
+from kanaria.loop.routes import build_routes
 from kanaria.rollout import Command
 from kanaria.routes import RoutesConfig
 
@@ -111,8 +111,17 @@ def test_version_deployment_is_secure_probed_and_owned() -> None:
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp", "/var/cache/kanaria"}
 
 
+def cluster_routes(status: ModelDeploymentStatus, ready: dict[str, bool]) -> RoutesConfig:
+    """The shared routes builder with the versions' Service URLs, as the operator calls it."""
+    names = [v.version for v in status.versions] or [SPEC.model.version]
+    urls = {v: objects.version_url(OWNER, v) for v in names}
+    routes = build_routes(OWNER.name, SPEC, status, urls, ready)
+    assert routes is not None
+    return routes
+
+
 def test_every_object_has_owner_and_standard_labels() -> None:
-    routes = build_routes(OWNER, SPEC, ModelDeploymentStatus(), {}, "r")
+    routes = cluster_routes(ModelDeploymentStatus(), {})
     objs = objects.desired_objects(OWNER, SPEC, [live("v1")], routes, IMAGES)
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objs)
     assert kinds == [
@@ -229,7 +238,7 @@ def test_routes_follow_status_weights_mirror_and_readiness() -> None:
         weights={"v1": 70, "v2": 30},
         mirror={"version": "v2", "percent": 50},
     )
-    routes = build_routes(OWNER, SPEC, status, {"v1": True, "v2": True}, "7/Progressing/2")
+    routes = cluster_routes(status, {"v1": True, "v2": True})
     cm = objects.routes_configmap(OWNER, routes)
     parsed = RoutesConfig.from_yaml(cm["data"]["routes.yaml"])
     model = parsed.models["fraud"]
@@ -239,11 +248,14 @@ def test_routes_follow_status_weights_mirror_and_readiness() -> None:
     assert model.mirror.percent == 50
     assert model.stickyKey is not None
     assert model.stickyKey.header == "x-user-id"
-    assert parsed.revision == "7/Progressing/2"
+    assert parsed.revision == routes.revision
+    assert parsed.revision.startswith("Pending/-/")  # phase/step/content digest
+    again = cluster_routes(status, {"v1": True, "v2": False})
+    assert again.revision != routes.revision  # readiness is content: a new revision
 
 
 def test_routes_before_first_decision_and_with_nothing_ready() -> None:
-    routes = build_routes(OWNER, SPEC, ModelDeploymentStatus(), {}, "0")
+    routes = cluster_routes(ModelDeploymentStatus(), {})
     backend = routes.models["fraud"].versions["v2"]
     assert backend.weight == 100
     # Nothing is ready yet: the only weighted version is still routed to, or the
@@ -252,7 +264,7 @@ def test_routes_before_first_decision_and_with_nothing_ready() -> None:
     status = ModelDeploymentStatus(
         versions=[live("v1"), live("v2", VersionRole.candidate, 1)], weights={"v1": 100, "v2": 0}
     )
-    routes = build_routes(OWNER, SPEC, status, {"v1": True, "v2": False}, "1")
+    routes = cluster_routes(status, {"v1": True, "v2": False})
     assert routes.models["fraud"].versions["v2"].ready is False
 
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from kanaria_operator.kubeio import Kube, load_api_client
 from kanaria_operator.objects import Images, Owner
-from kanaria_operator.reconcile import Reconciler
+from kanaria_operator.reconcile import ClusterWorld, Memory, Reconciler
 
 from kanaria.api import Measurement, ModelDeploymentSpec, ModelDeploymentStatus
 from kanaria.retraining import retrain_payload
-from kanaria.rollout import MeasurementRequest, Retrain
+from kanaria.rollout import Decision, MeasurementRequest, Retrain
 from tests.kanaria.webhook_receiver import Receiver
 from tests.kanaria_operator.helpers import events, md, owned_objects, reasons
 from tests.support.controlplane import ControlPlane
@@ -91,7 +91,10 @@ def test_the_operator_calls_the_webhook_with_the_payload_kanaria_up_sends(
             threshold=0.2,
             since=now - timedelta(minutes=10),
         )
-        reconciler._retrain(obj, owner, spec, status, action, now)
+        reconciler.clock = lambda: now
+        ClusterWorld(reconciler, obj, owner, Memory(), {}).retrain(
+            spec, Decision(status=status), action
+        )
 
     assert receiver.bodies == [retrain_payload(NAME, namespace, action, V1_URI, now)]
     assert receiver.bodies[0]["kind"] == "RetrainRequested"
@@ -114,7 +117,9 @@ def test_a_webhook_that_cannot_be_reached_is_a_warning_and_the_job_still_starts(
     reconciler, obj, owner, spec = applied(installed, namespace, operator_kubeconfig, retraining)
     now = datetime.now(UTC)
     action = Retrain(version="v1", metric="inputDrift", value=0.4, threshold=0.2, since=now)
-    reconciler._retrain(obj, owner, spec, ModelDeploymentStatus(), action, now)
+    ClusterWorld(reconciler, obj, owner, Memory(), {}).retrain(
+        spec, Decision(status=ModelDeploymentStatus()), action
+    )
     failed = [
         e for e in events(installed, namespace, NAME) if e["reason"] == "RetrainingWebhookFailed"
     ]

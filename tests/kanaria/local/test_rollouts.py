@@ -138,7 +138,14 @@ def test_canary_rolls_back_on_latency(env: Env) -> None:
 
 
 def test_inconclusive_holds_the_weight_when_traffic_stops(env: Env) -> None:
-    hold = canary({"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 75})
+    # The hour-long pause at 75% keeps the rollout in progress after `resume`, however
+    # long the next CLI call takes to start, so that the person can still pause it.
+    hold = canary(
+        {"setWeight": 25},
+        {"pause": {"duration": "1s"}},
+        {"setWeight": 75},
+        {"pause": {"duration": "1h"}},
+    )
     version = env.rollout("v2", hold, inconclusiveLimit=1, minRequests=10)
     env.up.wait(f"{version} at 25%", lambda s: s.get("weights", {}).get(version) == 25)
     env.traffic.pause()

@@ -10,7 +10,7 @@ import pytest
 
 from kanaria.analysis import measure
 from kanaria.api import Builtin, MetricGate, ModelDeploymentSpec, ModelDeploymentStatus, Verdict
-from kanaria.local import report, routes_doc, view
+from kanaria.local import report, view
 from kanaria.local.embedded import EmbeddedSource
 from kanaria.local.scrape import Scraper, histogram_quantile, parse
 from kanaria.local.statedir import (
@@ -21,6 +21,7 @@ from kanaria.local.statedir import (
     complete_length,
     read_commands,
 )
+from kanaria.loop.routes import build_routes
 from kanaria.rollout import MeasurementRequest
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -255,7 +256,8 @@ def _status() -> ModelDeploymentStatus:
 
 
 def test_routes_follow_the_status() -> None:
-    both = routes_doc.build("m", _spec(), _status(), {"v1": 9001, "v2": 9002}, {"v1": True})
+    urls = {"v1": "http://127.0.0.1:9001", "v2": "http://127.0.0.1:9002"}
+    both = build_routes("m", _spec(), _status(), urls, {"v1": True})
     assert both is not None
     routes = both.models["m"]
     assert routes.versions["v2"].weight == 25
@@ -266,8 +268,9 @@ def test_routes_follow_the_status() -> None:
 
 def test_routes_are_kept_when_a_weighted_version_has_no_process() -> None:
     # 25% would go nowhere: no document, so the router keeps its previous routes.
-    assert routes_doc.build("m", _spec(), _status(), {"v1": 9001}, {"v1": True}) is None
-    assert routes_doc.build("m", _spec(), _status(), {}, {}) is None
+    v1 = {"v1": "http://127.0.0.1:9001"}
+    assert build_routes("m", _spec(), _status(), v1, {"v1": True}) is None
+    assert build_routes("m", _spec(), _status(), {}, {}) is None
 
 
 def test_view_shows_weights_step_and_why() -> None:
