@@ -184,9 +184,7 @@ async def changed(event: kopf.RawEvent, name: str, namespace: str | None, **_: A
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_COMPONENT: "model-server"})
-async def version_changed(
-    event: kopf.RawEvent, name: str, namespace: str | None, **_: Any
-) -> None:
+async def version_changed(event: kopf.RawEvent, name: str, namespace: str | None, **_: Any) -> None:
     """Wake the owner's daemon when a version's readiness changes, so that a candidate
     becoming Ready (or a stable losing its pods) is acted on at once, not at the next
     analysis interval."""
