@@ -40,14 +40,8 @@ FORWARDED_FOR = "x-forwarded-for"
 VERSION_HEADER = "x-kanaria-version"
 """Response header naming the version that answered."""
 
-_RETRYABLE = (
-    aiohttp.ClientConnectorError,
-    aiohttp.ServerDisconnectedError,
-    aiohttp.ClientOSError,
-    aiohttp.ConnectionTimeoutError,
-)
-"""Failures where the backend did not process the request: safe to send elsewhere
-(predictions are idempotent)."""
+ATTEMPTS = 2
+"""Sends per request at most: the first, and one retry where the retry table allows it."""
 
 
 def error_response(
@@ -412,49 +406,48 @@ class Router:
         point: float,
         pinned: Version | None,
     ) -> Upstream:
-        """Send to ``version``; if it refuses the connection, once more elsewhere.
+        """Send to ``version``; on failure, do what the retry table says.
 
-        The retry goes to another ready weighted version (a pinned request stays
-        on its version), so one dead replica set does not fail requests while the
-        operator notices.
+        :data:`kanaria_router.errors.FORWARD_FAILURES` decides, for each kind of
+        failure, whether to send once more (to another ready weighted version; a
+        pinned request stays on its version), whether to eject the version, and
+        the error the client gets once no retry is left. One dead replica set
+        does not fail requests while the operator notices.
         """
-        try:
-            return await self._send(version, method, path, headers, body)
-        except _RETRYABLE as exc:
-            first_error = exc
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                self._eject(model, version)
-        except TimeoutError as exc:
-            raise self._timeout(model, version) from exc
-        except aiohttp.ClientError as exc:
-            raise errors.BadGatewayError(
-                f"version {version.name!r} of model {model.name!r} sent a broken answer: {exc}"
-            ) from exc
-        retry = (None if pinned else model.fallback(version.name, point)) or version
-        log.warning(
-            "version %s of model %s unreachable (%s); retrying on %s",
-            version.name,
-            model.name,
-            first_error,
-            retry.name,
-        )
-        try:
-            up = await self._send(retry, method, path, headers, body)
-        except _RETRYABLE as exc:
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                self._eject(model, retry)
-            tried = sorted({version.name, retry.name})
-            raise errors.UnavailableError(
-                f"model {model.name!r}: version(s) {', '.join(tried)} unreachable: {exc}"
-            ) from exc
-        except TimeoutError as exc:
-            raise self._timeout(model, retry) from exc
-        except aiohttp.ClientError as exc:
-            raise errors.BadGatewayError(
-                f"version {retry.name!r} of model {model.name!r} sent a broken answer: {exc}"
-            ) from exc
-        up.refused = version.name
-        return up
+        target = version
+        tried: list[str] = []
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                up = await self._send(target, method, path, headers, body)
+            except errors.FORWARD_ERRORS as exc:
+                failure = errors.forward_failure(exc)
+                rule = errors.FORWARD_FAILURES[failure]
+                if rule.eject:
+                    self._eject(model, target)
+                tried.append(target.name)
+                if not rule.retry or attempt == ATTEMPTS:
+                    raise rule.error(
+                        rule.reason.format(
+                            model=model.name,
+                            version=target.name,
+                            tried=", ".join(sorted(set(tried))),
+                            exc=exc,
+                            timeout=self.settings.backend_timeout_s,
+                        )
+                    ) from exc
+                target = (None if pinned else model.fallback(version.name, point)) or version
+                log.warning(
+                    "version %s of model %s unreachable (%s); retrying on %s",
+                    version.name,
+                    model.name,
+                    exc,
+                    target.name,
+                )
+                continue
+            if attempt > 1:
+                up.refused = version.name
+            return up
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _eject(self, model: ModelTable, version: Version) -> None:
         """Skip ``version`` in weighted routing for ``eject_s`` after a connect timeout."""
@@ -476,12 +469,6 @@ class Router:
             del self.ejected[(model, version)]
             return False
         return True
-
-    def _timeout(self, model: ModelTable, version: Version) -> errors.GatewayTimeoutError:
-        return errors.GatewayTimeoutError(
-            f"version {version.name!r} of model {model.name!r} did not answer within "
-            f"{self.settings.backend_timeout_s:g}s"
-        )
 
     def _maybe_mirror(
         self,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kanaria_router import errors
+from kanaria_router.table import bucket_of
 
 from tests.kanaria_router.conftest import (
     Backend,
@@ -272,3 +274,113 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_the_retry_table() -> None:
+    """Retry only what the backend cannot have processed; eject only a wedged version."""
+    table = errors.FORWARD_FAILURES
+    assert set(table) == set(errors.ForwardFailure)
+    rows = {kind: (r.retry, r.eject, r.error.status) for kind, r in table.items()}
+    assert rows == {
+        errors.ForwardFailure.REFUSED: (True, False, 503),
+        errors.ForwardFailure.CONNECT_TIMEOUT: (True, True, 503),
+        errors.ForwardFailure.TIMEOUT: (False, False, 504),
+        errors.ForwardFailure.BROKEN: (False, False, 502),
+    }
+
+
+@pytest.fixture
+def silent_backend() -> Iterator[Backend]:
+    """A real socket that completes connections (the kernel's backlog) but never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield Backend("silent", listener.getsockname()[1], None)
+    finally:
+        listener.close()
+
+
+@pytest.fixture
+def broken_backend() -> Iterator[Backend]:
+    """A real socket server whose answers promise 100 bytes of body and send 9."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the listener was closed: the test is over
+                return
+            with conn:
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 100\r\n\r\n{"outputs'
+                )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield Backend("broken", listener.getsockname()[1], None)
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(10)
+
+
+@pytest.mark.parametrize(
+    ("failing", "status", "retried", "message"),
+    [
+        ("dead", 200, True, ""),
+        ("stalled", 200, True, ""),
+        ("silent", 504, False, "version 'v1' of model 'fraud' did not answer within 0.5s"),
+        ("broken", 502, False, "version 'v1' of model 'fraud' sent a broken answer"),
+    ],
+)
+def test_each_kind_of_forward_failure_is_handled_as_the_table_says(
+    router: RouterFactory,
+    shared_backends: dict[str, Backend],
+    request: pytest.FixtureRequest,
+    failing: str,
+    status: int,
+    retried: bool,
+    message: str,
+) -> None:
+    """The request's sticky key lands on v1, which fails in one way; v2 is where a retry goes."""
+    bad = dead_backend("v1") if failing == "dead" else request.getfixturevalue(f"{failing}_backend")
+    spare = shared_backends["v2"]
+    r = router(
+        routes(
+            {
+                "fraud": {
+                    "versions": {"v1": (bad, 50), "v2": (spare, 50)},
+                    "stickyKey": {"header": "x-user"},
+                }
+            }
+        ),
+        KANARIA_BACKEND_TIMEOUT_S="0.5",
+        KANARIA_CONNECT_TIMEOUT_S="0.3",
+    )
+    user = next(f"u{i}" for i in range(1000) if bucket_of("fraud", f"u{i}") < 50)  # v1's half
+    before = spare.stats()["received"]
+    with httpx.Client(base_url=r.url, timeout=30) as c:
+        answer = infer(c, **{"x-user": user})
+    assert answer.status_code == status, answer.text
+    assert spare.stats()["received"] - before == (1 if retried else 0)
+    if retried:
+        assert answer.headers["x-kanaria-version"] == "v2"
+        assert "retrying on v2" in r.proc.output()
+    else:
+        assert list(answer.json()) == ["error"]
+        assert answer.json()["error"].startswith(message)
+        assert answer.headers["x-kanaria-version"] == "v1"
+    ejected = "connection timed out; weighted traffic skips it" in r.proc.output()
+    assert ejected == (failing == "stalled")
