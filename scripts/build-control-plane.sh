@@ -48,6 +48,15 @@ fi
 
 command -v go >/dev/null || { log "go is required to build the control plane"; exit 1; }
 mkdir -p "$OUT"
+# One build at a time: a second caller (a test that needs helm while make test builds
+# in the background) waits for the first and then finds everything built.
+exec 9>"$OUT/.lock"
+flock 9
+if have_all "$OUT"; then
+  log "built by another run meanwhile: $OUT"
+  echo "$OUT"
+  exit 0
+fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local

@@ -32,6 +32,8 @@ from tests.support.controlplane import (
 )
 
 ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.built  # helm comes from the control-plane build
+
 CHART = ROOT / "helm" / "kanaria"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBE_VERSION = "1.36.0"
