@@ -50,7 +50,14 @@ from kanaria.local.statedir import (
     complete_length,
     read_commands,
 )
-from kanaria.local.supervisor import Child, Supervisor, free_port, pid_alive, port_free
+from kanaria.local.supervisor import (
+    Child,
+    Supervisor,
+    free_port,
+    pid_alive,
+    port_free,
+    stop_pid,
+)
 from kanaria.loop import (
     PassOutcome,
     Reading,
@@ -162,6 +169,9 @@ class Runtime:
         self._ready_seen: dict[str, bool] = {}
         """Readiness per version at the last look, so a change wakes the loop."""
         self._more_commands = False
+        self._replaced: dict[str, Child] = {}
+        """Processes replaced by another artifact under the same version name: they keep
+        serving until the new process is Ready and the router runs routes without them."""
         self.metrics_port: int | None = None
         self.checks = Checks(self.name)
 
@@ -384,6 +394,11 @@ class Runtime:
         for name in ("router", "prometheus"):
             if name in self.supervisor.children:
                 self.supervisor.check(name)
+        routes = self._routes_seen()
+        self._retire_replaced(routes)
+        for version in self._replaced:
+            if version in observed and not observed[version].ready:
+                observed[version] = VersionObservation(ready=True)  # the old process serves
         command = None
         pending = read_commands(self.dir, self.state.commandsOffset)
         if pending:
@@ -396,10 +411,24 @@ class Runtime:
         self._more_commands = len(pending) > 1
         return Reading(
             versions=observed,
-            world=World(versions=running, routes=self._routes_seen()),
+            world=World(versions=running, routes=routes),
             command=command,
             generation=self.state.generation,
         )
+
+    def _retire_replaced(self, routes: RoutesSeen) -> None:
+        """Stop each replaced process once the routes in effect no longer point at it."""
+        for version, old in list(self._replaced.items()):
+            address = f"http://127.0.0.1:{old.port}"
+            routed = self._routes is not None and any(
+                str(backend.url).rstrip("/") == address
+                for model in self._routes.models.values()
+                for backend in model.versions.values()
+            )
+            if not routed and routes.settled():
+                log.info("%s: stopping the replaced process of %s", self.name, version)
+                stop_pid(old.pid, 10.0, old.popen)
+                del self._replaced[version]
 
     def _note_health(self, version: str, record: VersionRecord, child: Child) -> None:
         """Record what ``kanaria status`` shows for a version process (and log once that
@@ -449,12 +478,17 @@ class Runtime:
         """Start a model-server process for ``live`` (stopping the one it replaces)."""
         if replace:
             log.info(
-                "%s: %s is now another artifact (%s): restarting it",
+                "%s: %s is now another artifact (%s): starting its replacement",
                 self.name,
                 live.version,
                 live.uri,
             )
-            self.supervisor.stop(_server_name(live.version))
+            old = self.supervisor.children.pop(_server_name(live.version), None)
+            earlier = self._replaced.pop(live.version, None)
+            if earlier is not None:  # replaced twice before the first one retired
+                stop_pid(earlier.pid, 10.0, earlier.popen)
+            if old is not None:
+                self._replaced[live.version] = old
         self._start_version(live)
 
     def scale_version(self, spec: ModelDeploymentSpec, live: LiveVersion) -> None:
@@ -468,7 +502,10 @@ class Runtime:
         out: dict[str, str] = {}
         for version in versions:
             child = self.supervisor.children.get(_server_name(version))
-            if child is not None:
+            old = self._replaced.get(version)
+            if old is not None and (child is None or not child.ready):
+                out[version] = f"http://127.0.0.1:{old.port}"  # until its replacement is Ready
+            elif child is not None:
                 out[version] = f"http://127.0.0.1:{child.port}"
         return out
 
@@ -729,6 +766,9 @@ class Runtime:
         """Stop every child by PID and mark the state as no longer running."""
         if self.scraper is not None:
             self.scraper.stop()
+        for old in self._replaced.values():
+            stop_pid(old.pid, 10.0, old.popen)
+        self._replaced.clear()
         self.supervisor.stop_all()
         self.state.upPid = None
         self.state.problems = []

@@ -36,6 +36,16 @@ def build_models(folder: Path) -> dict[str, Path]:
     }
 
 
+def mlp_models(folder: Path, versions: tuple[str, ...]) -> dict[str, Path]:
+    """One classifier per version name, each with its own weights."""
+    from kanaria.modelgen import mlp_classifier
+
+    return {
+        v: mlp_classifier(folder / f"{v}.onnx", layers=(WIDTH, 32, 4), seed=10 + i)
+        for i, v in enumerate(versions)
+    }
+
+
 def canary(*steps: dict[str, Any]) -> dict[str, Any]:
     return {"canary": {"steps": list(steps)}}
 
