@@ -440,14 +440,22 @@ def _quantile_sample_size(
 ) -> int | None:
     """Requests per version at which the quantile ratio's band would fit inside
     ``1 + margin`` for a candidate shaped like the stable (the stable's histogram
-    scaled up); None before the stable has latency data."""
+    scaled up, its shape rounded to two significant digits so looks reuse the plan);
+    None before the stable has latency data."""
     n_s = max(stable.values(), default=0.0)
     if n_s <= 0:
         return None
-    shape = {le: v / n_s for le, v in stable.items()}
+    shape = tuple(sorted((le, float(f"{v / n_s:.2g}")) for le, v in stable.items()))
+    return _cached_quantile_size(q, shape, margin, alpha)
+
+
+@lru_cache(maxsize=1024)
+def _cached_quantile_size(
+    q: float, shape: tuple[tuple[float, float], ...], margin: float, alpha: float
+) -> int | None:
     n = 64
     while n < 10**8:
-        scaled = {le: share * n for le, share in shape.items()}
+        scaled = {le: share * n for le, share in shape}
         band = quantile_band(q, scaled, alpha / 2)
         upper = _safe_ratio(band.upper, band.lower)
         if upper <= 1.0 + margin:

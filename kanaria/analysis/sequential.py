@@ -202,7 +202,7 @@ def proportion_sequence(
 
     def edge(outside: float, inner: float) -> float:
         lo, hi = outside, inner
-        for _ in range(48):
+        for _ in range(36):
             mid = (lo + hi) / 2.0
             if inside(mid):
                 hi = mid

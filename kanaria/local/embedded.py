@@ -85,6 +85,10 @@ class EmbeddedSource:
             )
         if query.kind == "count":
             return self._count(builtin, query)
+        if query.kind == "failed":
+            return self._failed(builtin, query)
+        if query.kind in ("buckets", "classes"):
+            raise UnsupportedQueryError(f"{query.kind} is a vector: use measure_vector")
         if builtin in (Builtin.successRate, Builtin.errorRate):
             by_code = self._requests(query)
             total = sum(by_code.values())
@@ -119,6 +123,28 @@ class EmbeddedSource:
         positive = results.get(good, 0.0)
         negative = results.get(bad, 0.0)
         return _ratio(positive, positive + negative, f"{good}/{bad} results")
+
+    def measure_vector(self, query: MetricQuery, at: datetime | None = None) -> dict[str, float]:
+        """A compare gate's per-bucket latency counts (keyed by ``le``) or per-class
+        output counts (keyed ``class/output``) over the query's window, as the PromQL of
+        :func:`kanaria.analysis.templates.compare_queries` groups them."""
+        match = {"model": query.model, "version": query.version}
+        if query.kind == "buckets":
+            name = names.SERVER_LATENCY if query.traffic == "server" else names.ROUTER_LATENCY
+            return self.scraper.counter_increase(
+                f"{name}_bucket", match, query.window_seconds, by="le"
+            )
+        if query.kind == "classes":
+            return self.scraper.counter_increase(
+                names.OUTPUT_CLASSES, match, query.window_seconds, by=("class", "output")
+            )
+        raise UnsupportedQueryError(f"no vector for a {query.kind} query")
+
+    def _failed(self, builtin: Builtin, query: MetricQuery) -> float:
+        """A compare gate's failures: 5xx requests, or incorrect labels for accuracy."""
+        if builtin is Builtin.accuracy:
+            return self._results(names.FEEDBACK, query).get("incorrect", 0.0)
+        return sum(n for code, n in self._requests(query).items() if code.startswith("5"))
 
     def _count(self, builtin: Builtin, query: MetricQuery) -> float:
         if builtin is Builtin.inputDrift:

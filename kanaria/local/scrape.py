@@ -26,6 +26,10 @@ Series = dict[tuple[str, Labels], float]
 
 KEEP_S = 600.0
 """Seconds of snapshots kept per target: longer than any local analysis interval."""
+SPARSE_EVERY_S = 60.0
+SPARSE_KEEP_S = 3 * 3600.0
+"""Beyond the dense ring, one snapshot a minute is kept for three hours: a compare gate
+counts since its step began, and a step can last longer than the dense ring."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class Scraper:
         self.keep_s = keep_s
         self._targets: dict[str, str] = {}
         self._snaps: dict[str, deque[Snapshot]] = {}
+        self._sparse: dict[str, deque[Snapshot]] = {}
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -106,6 +111,7 @@ class Scraper:
             for name in list(self._snaps):
                 if name not in self._targets:
                     del self._snaps[name]
+                    self._sparse.pop(name, None)
             for name in list(self._errors):
                 if name not in self._targets:
                     del self._errors[name]
@@ -148,6 +154,11 @@ class Scraper:
             ring.append(Snapshot(t, series))
             while ring and t - ring[0].t > self.keep_s:
                 ring.popleft()
+            sparse = self._sparse.setdefault(name, deque())
+            if not sparse or t - sparse[-1].t >= SPARSE_EVERY_S:
+                sparse.append(Snapshot(t, series))
+            while sparse and t - sparse[0].t > SPARSE_KEEP_S:
+                sparse.popleft()
             self._errors.pop(name, None)
 
     def targets(self) -> dict[str, str]:
@@ -168,11 +179,21 @@ class Scraper:
         end = self._clock() if now is None else now
         out: list[tuple[Series | None, Series]] = []
         with self._lock:
-            for ring in self._snaps.values():
+            for name, ring in self._snaps.items():
                 if not ring:
                     continue
                 newest = ring[-1]
                 start: Series | None = None
+                if ring[0].t > end - seconds:
+                    # Older than the dense ring: the first sparse snapshot inside the
+                    # window (a minute late at most, never before the window began).
+                    for snap in self._sparse.get(name, ()):
+                        if end - seconds <= snap.t < ring[0].t:
+                            start = snap.series
+                            break
+                    if start is not None:
+                        out.append((start, newest.series))
+                        continue
                 for snap in ring:
                     if snap.t <= end - seconds:
                         start = snap.series
@@ -185,13 +206,20 @@ class Scraper:
         return out
 
     def counter_increase(
-        self, name: str, match: Mapping[str, str], seconds: float, by: str | None = None
+        self,
+        name: str,
+        match: Mapping[str, str],
+        seconds: float,
+        by: str | tuple[str, ...] | None = None,
     ) -> dict[str, float]:
-        """Increase of counter ``name`` over the window, summed (grouped by label ``by``)."""
+        """Increase of counter ``name`` over the window, summed (grouped by label ``by``;
+        by several labels, keyed by their values joined with ``/``)."""
+        keys = (by,) if isinstance(by, str) else (by or ())
         totals: dict[str, float] = {}
         for old, new in self.window(seconds):
             for labels, delta in increase(old, new, name, match).items():
-                key = dict(labels).get(by, "") if by else ""
+                d = dict(labels)
+                key = "/".join(d.get(k, "") for k in keys)
                 totals[key] = totals.get(key, 0.0) + delta
         return totals
 

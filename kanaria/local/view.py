@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.api import Comparison, ModelDeploymentSpec, ModelDeploymentStatus, VersionEvidence
 from kanaria.rollout.gates import applicable_gates
 
 BAR_WIDTH = 24
@@ -63,18 +63,69 @@ def _value(metric: str, value: float | None, gates: dict[str, dict[str, Any]]) -
     if value is None:
         return "-"
     gate = gates.get(metric, {})
+    compare = gate.get("compare")
+    if compare:
+        ratio = gate.get("builtin") == "latencyP99" or compare.get("relative")
+        return f"{value:.3g}x" if ratio else f"{value:+.4f}"
     if gate.get("builtin") == "latencyP99":
         return f"{value * 1000:.1f}ms"
     return f"{value:.4g}"
 
 
 def _bounds(gate: dict[str, Any]) -> str:
+    compare = gate.get("compare")
+    if compare:
+        margin = compare.get("margin", 0)
+        if gate.get("builtin") == "latencyP99" or compare.get("relative"):
+            return f"vs {compare.get('against', 'stable')} <= {1 + margin:g}x"
+        return f"vs {compare.get('against', 'stable')} +{margin:g}"
     parts = []
     if gate.get("min") is not None:
         parts.append(f">= {gate['min']:g}")
     if gate.get("max") is not None:
         parts.append(f"<= {gate['max']:g}")
     return " and ".join(parts)
+
+
+def _share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3%}" if x < 0.1 else f"{x:.2%}"
+
+
+def evidence(c: Comparison) -> str:
+    """One line of a compare gate's evidence: both versions' estimates and counts, the
+    compared quantity with its interval against the limit, the statistic against the
+    boundary it must cross, the confidence and the planned sample size."""
+    ratio = c.test in ("ratio", "quantileRatio")
+
+    def q(x: float | None) -> str:
+        if x is None:
+            return "-"
+        return f"{x:.3g}x" if ratio else f"{x:+.4f}"
+
+    def side(v: VersionEvidence) -> str:
+        if c.test == "quantileRatio":
+            own = "-" if v.estimate is None else f"{v.estimate * 1000:.1f}ms"
+        elif c.test == "rank":
+            own = ""
+        else:
+            own = _share(v.estimate)
+        return f"{v.version} {own} of {v.requests:,.0f}".replace("  ", " ")
+
+    z = (
+        f"z {c.statistic:+.2f} (a verdict needs |z| >= {c.boundary:.2f})"
+        if c.statistic is not None and c.boundary is not None and c.test != "quantileRatio"
+        else ""
+    )
+    planned = f"~{c.minSampleSize:,} planned" if c.minSampleSize is not None else "no plan"
+    parts = [
+        f"{side(c.candidate)} vs {side(c.stable)}",
+        f"{c.test} {q(c.estimate)} [{q(c.lower)}, {q(c.upper)}] limit {q(c.limit)}",
+        z,
+        f"{c.confidence * 100:.4g}% CS",
+        planned,
+        c.note,
+    ]
+    return " | ".join(p for p in parts if p)
 
 
 def render(
@@ -147,4 +198,6 @@ def render(
                 f"{m.verdict!s:<12} {_bounds(gate):<14} {_age(m.time, now)}"
                 + (f"  - {m.reason}" if m.reason and str(m.verdict) != "Successful" else "")
             )
+            if m.comparison is not None:
+                lines.append(f"      {evidence(m.comparison)}")
     return "\n".join(lines)

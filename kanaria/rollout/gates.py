@@ -134,7 +134,7 @@ def analysis_request(
     )
 
 
-COLLECTING_FACTOR = 2
+COLLECTING_FACTOR = 4
 """A compare gate is still collecting its planned sample until the candidate has this
 many times the minimum sample size (which is planned for the gate's power, not for
 certainty): until then an Inconclusive is the test working, not a stuck rollout."""

@@ -161,3 +161,55 @@ def test_an_identical_candidate_moves_on() -> None:
     )
     assert taken[0].verdict is Verdict.Successful
     assert status.weight == 50
+
+
+def test_the_embedded_source_answers_compare_queries_beyond_its_dense_ring() -> None:
+    """kanaria up's embedded scraper: counts, 5xx, buckets and classes since a step that
+    began before the dense ring (10 minutes) are read from the sparse snapshots."""
+    from kanaria import metric_names as names
+    from kanaria.local.embedded import EmbeddedSource
+    from kanaria.local.scrape import Scraper, Series
+
+    clock = [0.0]
+    scraper = Scraper(clock=lambda: clock[0])
+    scraper.set_targets({"router": "http://127.0.0.1:1/metrics"})
+
+    def series(k: float) -> Series:
+        labels = {"model": "m", "version": "v2"}
+        out: Series = {
+            (names.ROUTER_REQUESTS, frozenset({**labels, "code": "200"}.items())): 99 * k,
+            (names.ROUTER_REQUESTS, frozenset({**labels, "code": "503"}.items())): k,
+            (names.OUTPUT_CLASSES, frozenset({**labels, "output": "o", "class": "a"}.items())): k,
+        }
+        for le, share in (("0.1", 0.5), ("+Inf", 1.0)):
+            key = (f"{names.ROUTER_LATENCY}_bucket", frozenset({**labels, "le": le}.items()))
+            out[key] = 100 * k * share
+        return out
+
+    for k in range(0, 1201, 5):  # 20 minutes, a scrape every 5 s
+        clock[0] = float(k)
+        scraper.record("router", series(k), float(k))
+    source = EmbeddedSource(scraper)
+    since = T0
+    request = ComparisonRequest(
+        purpose="analysis",
+        version="v2",
+        gate=MetricGate(name="e", builtin="errorRate", compare={"margin": 0.01}),
+        interval="30s",
+        against="v1",
+        since=since,
+    )
+    at = since + timedelta(seconds=900)  # 15 minutes: older than the dense ring
+    from kanaria.analysis.measure import comparison_queries
+
+    qs = comparison_queries(request, "m", None, at)["v2"]
+    total = source.measure(qs["total"], at)
+    failed = source.measure(qs["failed"], at)
+    # The window starts at t=300 (1200 - 900); the first sparse snapshot inside it.
+    assert total == pytest.approx(100 * (1200 - 300))
+    assert failed == pytest.approx(1200 - 300)
+    lat = MetricGate(name="l", builtin="latencyDistribution", compare={"margin": 0.05})
+    out = MetricGate(name="o", builtin="outputDistribution", compare={"margin": 0.05})
+    for gate, kind, key, value in ((lat, "buckets", "0.1", 50 * 900), (out, "classes", "a/o", 900)):
+        q = comparison_queries(request.model_copy(update={"gate": gate}), "m", None, at)["v2"]
+        assert source.measure_vector(q[kind], at)[key] == pytest.approx(value)
