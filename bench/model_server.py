@@ -11,7 +11,14 @@ side and their runs alternate (plain, kanaria, plain, ...), each cell showing
 the median-throughput run of ``--repeats``, so a load spike on a shared machine
 hits both. Numbers drift between invocations: read the ratios.
 
+With ``--batching`` it answers a different question, what the batching default
+should be: the same Kanaria server three ways, batching off (``--max-batch-size
+1``, the baseline), on (64 rows, no delay: ``serve-model``'s defaults) and on with
+a 5 ms fill delay, their runs alternating the same way, with each cell's ratio
+against batching off in the same run.
+
     python -m bench --only model_server [--quick] [--duration S] [--connections 1,8,64]
+    python -m bench.model_server --batching [--connections 1,64] [--duration S]
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,25 +92,50 @@ def median_run(runs: list[Result]) -> Result:
 def measure(
     model: Path,
     body_file: Path,
+    servers: dict[str, tuple[str, list[str]]],
     connections: list[int],
     seconds: float,
     repeats: int,
     wrk_cpu: str | None,
-    extra: list[str],
-) -> tuple[dict[int, Result], dict[int, Result]]:
-    """Both servers up side by side; runs alternate plain/kanaria so load drift hits both."""
-    with serving("plain", model, []) as plain_url, serving("kanaria", model, extra) as kan_url:
-        for url in (plain_url, kan_url):  # warm-up
+) -> dict[str, dict[int, Result]]:
+    """All ``servers`` (label -> kind, extra flags) up side by side; their runs alternate
+    (a, b, c, a, b, c, ...) so load drift from other work hits them alike."""
+    with ExitStack() as stack:
+        urls = {label: stack.enter_context(serving(kind, model, extra))
+                for label, (kind, extra) in servers.items()}  # fmt: skip
+        for url in urls.values():  # warm-up
             run_wrk(url, body_file, max(connections), min(seconds, 2.0), wrk_cpu)
-        plain: dict[int, Result] = {}
-        kan: dict[int, Result] = {}
+        out: dict[str, dict[int, Result]] = {label: {} for label in servers}
         for c in connections:
-            p_runs, k_runs = [], []
+            runs: dict[str, list[Result]] = {label: [] for label in servers}
             for _ in range(repeats):
-                p_runs.append(run_wrk(plain_url, body_file, c, seconds, wrk_cpu))
-                k_runs.append(run_wrk(kan_url, body_file, c, seconds, wrk_cpu))
-            plain[c], kan[c] = median_run(p_runs), median_run(k_runs)
-        return plain, kan
+                for label, url in urls.items():
+                    runs[label].append(run_wrk(url, body_file, c, seconds, wrk_cpu))
+            for label in servers:
+                out[label][c] = median_run(runs[label])
+        return out
+
+
+BATCHING = {
+    "batching off (1)": ("kanaria", ["--max-batch-size", "1"]),
+    "batching 64, no delay": ("kanaria", ["--max-batch-size", "64", "--max-batch-delay-ms", "0"]),
+    "batching 64, 5 ms delay": ("kanaria", ["--max-batch-size", "64", "--max-batch-delay-ms", "5"]),
+}
+"""``--batching``: the first is the baseline of the ratios."""
+
+
+def batching_table(name: str, connections: list[int], got: dict[str, dict[int, Result]]) -> None:
+    """Print one model's batching comparison, ratios against batching off."""
+    base_label = next(iter(BATCHING))
+    print("| model | conns | server | req/s | p50 ms | p99 ms | errors | vs off |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in connections:
+        base = got[base_label][c]
+        for label in BATCHING:
+            r = got[label][c]
+            ratio = "" if label == base_label else f"{r.rps / base.rps:.2f}x" if base.rps else "nan"
+            print(f"| {name} | {c} | {label} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
+                  f"{r.p99_ms:.2f} | {r.errors} | {ratio} |", flush=True)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--server-arg", action="append", default=[], help="extra kanaria serve-model flag"
+    )
+    parser.add_argument(
+        "--batching",
+        action="store_true",
+        help="compare batching off / on / on with a 5 ms delay instead of plain vs kanaria",
     )
     args = parser.parse_args(argv)
     seconds = 2.0 if args.quick else args.duration
@@ -146,9 +183,15 @@ def main(argv: list[str] | None = None) -> int:
             b32 = in_process(model, 32, min(seconds, 3.0))
             print(f"\n## {name} {layers}: onnxruntime in-process {b1:,.0f} inf/s at batch 1, "
                   f"{b32:,.0f} rows/s at batch 32", flush=True)  # fmt: skip
-            plain, kan = measure(
-                model, body_file, connections, seconds, repeats, wrk_cpu, args.server_arg
-            )
+            if args.batching:
+                servers = {k: (kind, [*extra, *args.server_arg])
+                           for k, (kind, extra) in BATCHING.items()}  # fmt: skip
+                got = measure(model, body_file, servers, connections, seconds, repeats, wrk_cpu)
+                batching_table(name, connections, got)
+                continue
+            pair = {"plain": ("plain", []), "kanaria": ("kanaria", args.server_arg)}
+            got = measure(model, body_file, pair, connections, seconds, repeats, wrk_cpu)
+            plain, kan = got["plain"], got["kanaria"]
             print("| model | conns | server | req/s | p50 ms | p99 ms | errors | vs plain |")
             print("|---|---|---|---|---|---|---|---|")
             for c in connections:
@@ -158,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"| {name} | {c} | {label} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
                           f"{r.p99_ms:.2f} | {r.errors} | {rt} |", flush=True)  # fmt: skip
                 rows.append((name, c, ratio, k.p99_ms))
+    if args.batching:
+        return 0
     print("\n## floors (issue 2)")
     for name, c, ratio, p99 in rows:
         if name == "large" and c == 64:

@@ -70,7 +70,7 @@ def test_design_example_loads_with_defaults() -> None:
     assert spec.analysis.consecutiveErrorLimit == 4
     assert spec.analysis.metrics[1].builtin is Builtin.latencyP99
     assert spec.router.overrideHeader == "x-kanaria-version"
-    assert spec.server.batching.maxBatchSize == 1
+    assert spec.server.batching.maxBatchSize == 64
 
 
 def test_load_from_file(tmp_path: Path) -> None:

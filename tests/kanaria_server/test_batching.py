@@ -11,7 +11,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from kanaria_server.settings import Settings
 
+from kanaria.api import Batching
+from kanaria.durations import parse_duration
 from tests.kanaria_server.conftest import Server, metric_value, serve
 from tests.kanaria_server.models import nonzero_model
 
@@ -107,3 +110,12 @@ def test_output_that_is_not_per_row_is_not_split(
             assert response.json()["outputs"][0]["data"] == [0, 0, 0, 1, 0, 2, 0, 3]
         text = server.metrics()
         assert metric_value(text, "kanaria_server_batch_size_count") == len(xs)
+
+
+def test_a_model_deployment_batches_like_serve_model_by_default() -> None:
+    """One default, declared twice because the core may not import the server: batching
+    on, 64 rows, no fill delay (the figures behind it are in bench/README.md)."""
+    spec = Batching()
+    fields = Settings.model_fields
+    assert spec.maxBatchSize == fields["max_batch_size"].default == 64
+    assert parse_duration(spec.maxBatchDelay) * 1000 == fields["max_batch_delay_ms"].default == 0
