@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 from kanaria_operator import metrics
+from kanaria_operator.errors import SpecError, TemporaryError, backoff, classify
 from kanaria_operator.kubeio import Kube, summary
 from kanaria_operator.objects import (
     LABEL_COMPONENT,
@@ -83,8 +84,9 @@ INVALID_SPEC = "InvalidSpec"
 REAPPLY_AFTER_S = 60.0
 """Unchanged objects are re-applied this often anyway, to undo manual edits."""
 URI_CHECK_TTL_S = 300.0
-TRANSIENT = frozenset({401, 403, 404, 409, 429, 503, 504})
-"""API errors that say nothing about the spec (auth, races, overload): retried quietly."""
+REFUSED = frozenset({400, 422, 500})
+"""API answers to an object built from the spec that mean the spec is at fault: invalid
+(400/422), or a value the API server cannot even decode (a quantity like "lots": 500)."""
 
 
 def cluster_auth_problem(spec: ModelDeploymentSpec) -> str | None:
@@ -220,6 +222,10 @@ class Memory:
     rejected_commands: set[str] = field(default_factory=set)
     routes_seen: dict[str, float] = field(default_factory=dict)
     """Routes revision -> when this operator first saw it written (monotonic)."""
+    failures: int = 0
+    """Temporary failures in a row (the backoff's index); a good pass resets it."""
+    last_failure: str | None = None
+    """The last temporary failure an Event was posted for (one Event per new one)."""
 
 
 def routes_revision(configmap: dict[str, Any] | None) -> RoutesConfig | None:
@@ -265,36 +271,66 @@ class Reconciler:
     # ------------------------------------------------------------------ the pass
 
     def run_pass(self, name: str, namespace: str) -> float:
-        """One pass; returns the seconds until the next one. Never raises for bad input."""
+        """One pass; returns the seconds until the next one. Never raises: a temporary
+        failure is retried after a growing delay (kanaria_operator.errors.BACKOFF_S) and
+        posted as a Warning Event once per new reason."""
         started = time.perf_counter()
+        memory = self._memory.setdefault((namespace, name), Memory())
         try:
-            return self._pass(name, namespace)
-        except DynamicApiError as exc:
-            log.warning("%s/%s: API error, retrying next pass: %s", namespace, name, summary(exc))
-            return min(5.0, self.resync_interval_s)
-        except Exception:  # a bug or an outage must not kill the daemon: log, retry soon
-            log.exception("%s/%s: pass failed, retrying", namespace, name)
-            return min(5.0, self.resync_interval_s)
+            wait = self._pass(name, namespace, memory)
+        except Exception as exc:  # the daemon must survive anything: classify, back off
+            error = classify(exc)
+            if isinstance(error, SpecError):  # raised where only a person can help
+                log.warning("%s/%s: %s", namespace, name, error)
+                return self.resync_interval_s
+            memory.failures += 1
+            delay = min(backoff(memory.failures), self.resync_interval_s)
+            if error.reason == "PassFailed":
+                log.exception("%s/%s: pass failed, retrying in %gs", namespace, name, delay)
+            else:
+                log.warning("%s/%s: %s; retrying in %gs", namespace, name, error, delay)
+            self._failure_event(name, namespace, memory, error, delay)
+            return delay
+        else:
+            memory.failures = 0
+            memory.last_failure = None
+            return wait
         finally:
             metrics.LOOP.observe_latency(time.perf_counter() - started)
 
-    def _pass(self, name: str, namespace: str) -> float:
+    def _failure_event(
+        self, name: str, namespace: str, memory: Memory, error: TemporaryError, delay: float
+    ) -> None:
+        """One Warning Event per new temporary failure (not one per retry)."""
+        text = str(error)
+        if text == memory.last_failure:
+            return
+        memory.last_failure = text
+        try:
+            obj = self.kube.get_model_deployment(name, namespace)
+            if obj is not None:
+                message = f"{error.message} (retrying in {delay:g}s, then with backoff)"
+                self.kube.event(obj, error.reason, message, warning=True)
+        except Exception as exc:  # the API is what failed: the log line has said it
+            log.debug("%s/%s: no Event for %s: %s", namespace, name, error.reason, exc)
+
+    def _pass(self, name: str, namespace: str, memory: Memory) -> float:
         obj = self.kube.get_model_deployment(name, namespace)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             return self.resync_interval_s
         meta = obj["metadata"]
         owner = Owner(name=name, namespace=namespace, uid=meta["uid"])
-        memory = self._memory.setdefault((namespace, name), Memory())
         now = self.clock()
         raw_status: dict[str, Any] = dict(obj.get("status") or {})
         try:
             spec = ModelDeploymentSpec.model_validate(obj.get("spec") or {})
         except ValidationError as exc:
-            self._invalid(obj, raw_status, "SpecRejected", "; ".join(problems_of(exc)), now)
+            spec_error = SpecError("SpecRejected", "; ".join(problems_of(exc)))
+            self._invalid(obj, raw_status, spec_error, now)
             return self.resync_interval_s
         open_router = cluster_auth_problem(spec)
         if open_router is not None:
-            self._invalid(obj, raw_status, "AuthWithoutSecret", open_router, now)
+            self._invalid(obj, raw_status, SpecError("AuthWithoutSecret", open_router), now)
             return self.resync_interval_s
         try:
             status: ModelDeploymentStatus | None = ModelDeploymentStatus.model_validate(raw_status)
@@ -311,7 +347,7 @@ class Reconciler:
             wait = min(wait, max(0.0, (outcome.next_pass_at - now).total_seconds()))
         return wait
 
-    def unreachable_models(self, status: ModelDeploymentStatus) -> tuple[str, str] | None:
+    def unreachable_models(self, status: ModelDeploymentStatus) -> SpecError | None:
         """http(s) model URIs the operator cannot reach (cached for a few minutes)."""
         if not self.check_model_uris:
             return None
@@ -323,7 +359,7 @@ class Reconciler:
                 cached = (self._probe(v.uri), time.monotonic())
                 self._uri_checks[v.uri] = cached
             if cached[0] is not None:
-                return "ModelUnreachable", f"version {v.version}: {v.uri}: {cached[0]}"
+                return SpecError("ModelUnreachable", f"version {v.version}: {v.uri}: {cached[0]}")
         return None
 
     @staticmethod
@@ -337,10 +373,11 @@ class Reconciler:
         return None
 
     def _invalid(
-        self, obj: dict[str, Any], status: dict[str, Any], reason: str, message: str, now: datetime
+        self, obj: dict[str, Any], status: dict[str, Any], error: SpecError, now: datetime
     ) -> None:
         """A spec only the operator could refuse: condition + Event, no crash, no actions."""
         before = json.dumps(status.get("conditions"), sort_keys=True)
+        reason, message = error.reason, error.message
         set_condition(status, INVALID_SPEC, True, reason, message, now)
         status["observedGeneration"] = obj["metadata"].get("generation")
         if json.dumps(status.get("conditions"), sort_keys=True) != before:
@@ -379,8 +416,8 @@ class ClusterWorld:
         self.name = owner.name
         self.memory = memory
         self.raw_status = raw_status
-        self.problem: tuple[str, str] | None = None
-        """(reason, message) when the API server refused an object built from the spec."""
+        self.problem: SpecError | None = None
+        """Set when the API server refused an object built from the spec."""
 
     # ------------------------------------------------------------------ read
 
@@ -493,13 +530,11 @@ class ClusterWorld:
         try:
             self.kube.apply(manifest)
         except DynamicApiError as exc:
-            if exc.status in TRANSIENT:
-                raise
-            # 400/422, or a 500 for values it cannot even decode (a resource
-            # quantity like "lots"): what the spec asks for cannot be created.
+            if exc.status not in REFUSED:
+                raise  # classified as temporary by run_pass
             self.memory.applied.pop(key, None)
             if self.problem is None:
-                self.problem = (
+                self.problem = SpecError(
                     "ObjectRejected",
                     f"the API server refused {key[0]} {key[1]} built from the spec "
                     f"(HTTP {exc.status}): {summary(exc)}",
@@ -547,7 +582,7 @@ class ClusterWorld:
         new_status = decision.status.model_dump(mode="json", exclude_none=True)
         problem = self.problem or self.r.unreachable_models(decision.status)
         if problem is not None:
-            reason, message = problem
+            reason, message = problem.reason, problem.message
             set_condition(new_status, INVALID_SPEC, True, reason, message, now)
             if self.raw_status.get("conditions") != new_status["conditions"]:
                 self.kube.event(self.obj, reason, message, warning=True)
