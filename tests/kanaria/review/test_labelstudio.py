@@ -295,6 +295,11 @@ def test_a_label_studio_left_by_a_crashed_run_is_stopped_by_pid(tmp_path: Path) 
         tmp_path,
         "left-behind",
     )
+    procs.wait_until(  # Popen returns before the child has exec'd its command line
+        lambda: str(data_dir).encode() in Path(f"/proc/{left.pid}/cmdline").read_bytes(),
+        30,
+        "the stand-in's command line",
+    )
     ls.RECORDS.mkdir(parents=True, exist_ok=True)
     record = ls.RECORDS / f"{left.pid}.json"
     record.write_text(
