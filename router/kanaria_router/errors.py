@@ -1,7 +1,8 @@
 """The router's error hierarchy, mapped to HTTP in one place.
 
 Every error a client can see carries its status and a message that says what
-to change; the handler turns it into the V2 error shape ``{"error": "..."}``.
+to change; the handler turns it into the V2 error shape ``{"error": "..."}``
+(:func:`error_response`, the one place that body is built).
 What a failed forward to a backend leads to (send it elsewhere, or which error)
 is the table :data:`FORWARD_FAILURES`, read by the proxy in one place.
 """
@@ -14,6 +15,20 @@ from enum import StrEnum
 from types import MappingProxyType
 
 import aiohttp
+import orjson
+from aiohttp import web
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The one V2 error body ``{"error": ...}`` the router answers, with ``status``."""
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": message}),
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 class RouterError(Exception):

@@ -44,18 +44,6 @@ ATTEMPTS = 2
 """Sends per request at most: the first, and one retry where the retry table allows it."""
 
 
-def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """A V2 error body ``{"error": ...}`` with ``status``."""
-    return web.Response(
-        status=status,
-        body=orjson.dumps({"error": message}),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
 class Upstream:
     """A backend answer, read in full."""
 
@@ -223,7 +211,7 @@ class Router:
         )
 
     async def not_found(self, request: web.Request) -> web.Response:
-        return error_response(
+        return errors.error_response(
             404,
             f"no route for {request.method} {request.path}: the router answers /v2, "
             "/v2/health/live, /v2/health/ready, /v2/models/{name}/... and /metrics",
@@ -315,7 +303,7 @@ class Router:
             extra = {**exc.headers, REQUEST_ID: request_id}
             if version_name != UNROUTED:
                 extra[VERSION_HEADER] = version_name  # which version timed out or refused
-            response = error_response(exc.status, exc.message, extra)
+            response = errors.error_response(exc.status, exc.message, extra)
             status = exc.status
         if is_infer and model is not None:
             self.metrics.observe(name, version_name, status, time.perf_counter() - started)
