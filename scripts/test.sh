@@ -2,7 +2,8 @@
 # `make test`'s body: the slow one-time builds overlap the tests that do not need them.
 #
 # A cold machine spends about 20 minutes compiling the control plane and node from the
-# Go module proxy and several more building the images; run one after the other with the
+# Go module proxy, several more building the images and installing Label Studio (the
+# review tests' real labelling tool, into its own venv); run one after the other with the
 # test suite that made about 49 minutes. Here the builds start first, in the background
 # and niced (the tests keep their CPU share, so nothing they wait on runs late), while
 # lint, mypy and the 550-odd tests that need neither part run (pytest -m "not built").
@@ -46,9 +47,11 @@ setsid nice -n 10 bash scripts/build-control-plane.sh >"$LOGS/control-plane.out"
 control_plane_pid=$!
 setsid nice -n 10 bash scripts/build-images.sh --save >"$LOGS/images.out" 2>"$LOGS/images.log" &
 images_pid=$!
+setsid nice -n 10 bash scripts/install-label-studio.sh >"$LOGS/label-studio.out" 2>"$LOGS/label-studio.log" &
+label_studio_pid=$!
 # Each build is its own process group (setsid), so that a Ctrl-C here stops the
 # compilers too instead of leaving them running in the background.
-trap 'kill -- -"$control_plane_pid" -"$images_pid" 2>/dev/null; rm -rf "$LOGS"' EXIT
+trap 'kill -- -"$control_plane_pid" -"$images_pid" -"$label_studio_pid" 2>/dev/null; rm -rf "$LOGS"' EXIT
 
 phase "lint (ruff, imports, hadolint)" make -s lint
 phase "typecheck (mypy --strict)" make -s typecheck
@@ -66,6 +69,7 @@ wait_build() {  # wait_build NAME PID LOG: a failed build fails the run and show
 }
 phase "control-plane build (wait)" wait_build control-plane "$control_plane_pid" "$LOGS/control-plane.log"
 phase "images build (wait)" wait_build images "$images_pid" "$LOGS/images.log"
+phase "label-studio install (wait)" wait_build label-studio "$label_studio_pid" "$LOGS/label-studio.log"
 builds_done=$((SECONDS - built_at))
 control_plane="$(tail -n1 "$LOGS/control-plane.out" 2>/dev/null)"
 

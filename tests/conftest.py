@@ -25,9 +25,10 @@ def log_dir(tmp_path: Path) -> Path:
     return d
 
 
-BUILT_FIXTURES = frozenset({"control_plane", "images", "real_node"})
+BUILT_FIXTURES = frozenset({"control_plane", "images", "real_node", "label_studio"})
 """Fixtures that need what ``make test`` builds while the other tests run: the control
-plane (Go, compiled from the module proxy) and the three images (podman)."""
+plane (Go, compiled from the module proxy), the three images (podman) and Label Studio
+(its own venv)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
