@@ -18,28 +18,11 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from kanaria.review.summary import describe
+
+__all__ = ["PredictionLog", "describe"]
+
 Array = np.ndarray[Any, Any]
-
-
-def describe(arr: Array, max_values: int) -> Any:
-    """The tensor's values, or a summary (shape, dtype, min/mean/max, NaN count) past the cap."""
-    if arr.size <= max_values:
-        if arr.dtype == object:
-            return [
-                v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                for v in arr.ravel()
-            ]
-        return arr.tolist()
-    summary: dict[str, Any] = {"shape": list(arr.shape), "dtype": str(arr.dtype), "summary": True}
-    if arr.dtype.kind in "fiub":
-        values = arr.astype(np.float64, copy=False)
-        finite = values[np.isfinite(values)]
-        summary["nan"] = int(np.count_nonzero(np.isnan(values)))
-        if finite.size:
-            summary.update(
-                min=float(finite.min()), mean=float(finite.mean()), max=float(finite.max())
-            )
-    return summary
 
 
 class PredictionLog:
