@@ -52,15 +52,17 @@ HEADER_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 """An HTTP header (or cookie) name token."""
 
 Percent = Annotated[float, Field(ge=0, le=100)]
-RolloutStage = Literal["Mirroring", "Preview", "Steps", "Switching", "PostPromotion"]
+RolloutStage = Literal["Mirroring", "Preview", "Steps", "Automating", "Switching", "PostPromotion"]
 """Stages of a rollout, as in status.stage: Mirroring (shadow: the candidate only gets
 mirrored copies), Preview (blue-green before the switch), Steps (canary steps), Switching
-(full promotion: scaling the candidate up, then moving all traffic), PostPromotion
+(full promotion: scaling the candidate up, then moving all traffic), Automating (automation
+ramp: the candidate answers, its confidence threshold steps down), PostPromotion
 (blue-green after the switch, the old version kept warm)."""
 ROLLOUT_STAGES: Final[tuple[RolloutStage, ...]] = (
     "Mirroring",
     "Preview",
     "Steps",
+    "Automating",
     "Switching",
     "PostPromotion",
 )
@@ -383,15 +385,85 @@ class ShadowStrategy(_Spec):
         return self
 
 
+class ThresholdStep(_Spec):
+    """One automation step: exactly one of setThreshold, pause, analysis."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "(has(self.setThreshold) ? 1 : 0) + (has(self.pause) ? 1 : 0)"
+                " + (has(self.analysis) ? 1 : 0) == 1",
+                "spec.strategy.automation.steps[]: set exactly one of setThreshold, pause, "
+                "analysis",
+            )
+        )
+    )
+
+    setThreshold: float | None = Field(default=None, ge=0, le=1)
+    """Automate the candidate's predictions whose confidence is at least this (0-1); the
+    rest go to review. The first one ends assist (everything reviewed)."""
+    pause: Pause | None = None
+    """Hold the threshold for a duration, or until promoted."""
+    analysis: StepAnalysis | None = None
+    """Hold the threshold until analysis rounds pass (reviewerAgreement on the band
+    automated next, automationRate, success and latency)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ThresholdStep:
+        chosen = [n for n in ("setThreshold", "pause", "analysis") if getattr(self, n) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                "set exactly one of setThreshold, pause, analysis"
+                + (f" (got {', '.join(chosen)})" if chosen else "")
+            )
+        return self
+
+
+class AutomationStrategy(_Spec):
+    """Ramp a new version's automation: it answers every client at once with all of its
+    predictions for review (assist), then automates more step by step, lowering the
+    threshold towards spec.automation.threshold; a failing reviewerAgreement or
+    automationRate gate moves the threshold back to the last step that passed."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "self.steps.filter(s, has(s.setThreshold)).map(s, 1.0 - s.setThreshold).isSorted()",
+                "spec.strategy.automation.steps: setThreshold values must not increase",
+                ".steps",
+            )
+        )
+    )
+
+    steps: list[ThresholdStep] = Field(min_length=1, max_length=32)
+    """Steps run in order (1-32). After the last one the candidate is promoted with the
+    threshold it reached (spec.automation.mode full: everything automated)."""
+
+    @field_validator("steps")
+    @classmethod
+    def _non_increasing(cls, steps: list[ThresholdStep]) -> list[ThresholdStep]:
+        last = 2.0
+        for i, step in enumerate(steps):
+            if step.setThreshold is not None:
+                if step.setThreshold > last:
+                    raise ValueError(
+                        f"steps[{i}].setThreshold {step.setThreshold:g} is above an earlier "
+                        f"step's {last:g}: thresholds must not increase"
+                    )
+                last = step.setThreshold
+        return steps
+
+
 class Strategy(_Spec):
-    """How a new model version is rolled out: exactly one of canary, blueGreen, shadow."""
+    """How a new model version is rolled out: exactly one of canary, blueGreen, shadow,
+    automation."""
 
     model_config = ConfigDict(
         json_schema_extra=_validations(
             _cel(
                 "(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0)"
-                " + (has(self.shadow) ? 1 : 0) == 1",
-                "spec.strategy: set exactly one of canary, blueGreen, shadow",
+                " + (has(self.shadow) ? 1 : 0) + (has(self.automation) ? 1 : 0) == 1",
+                "spec.strategy: set exactly one of canary, blueGreen, shadow, automation",
             )
         )
     )
@@ -402,24 +474,33 @@ class Strategy(_Spec):
     """Full-size candidate at 0%, then one switch."""
     shadow: ShadowStrategy | None = None
     """Mirrored traffic only; may graduate into canary or blue-green."""
+    automation: AutomationStrategy | None = None
+    """The candidate answers at once, in assist; its threshold steps down (needs
+    spec.automation)."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:
-        chosen = [n for n in ("canary", "blueGreen", "shadow") if getattr(self, n) is not None]
+        chosen = [
+            n
+            for n in ("canary", "blueGreen", "shadow", "automation")
+            if getattr(self, n) is not None
+        ]
         if len(chosen) != 1:
             raise ValueError(
-                "set exactly one of canary, blueGreen, shadow"
+                "set exactly one of canary, blueGreen, shadow, automation"
                 + (f" (got {', '.join(chosen)})" if chosen else "")
             )
         return self
 
     @property
-    def kind(self) -> Literal["canary", "blueGreen", "shadow"]:
+    def kind(self) -> Literal["canary", "blueGreen", "shadow", "automation"]:
         """Which strategy is set."""
         if self.canary is not None:
             return "canary"
         if self.blueGreen is not None:
             return "blueGreen"
+        if self.automation is not None:
+            return "automation"
         return "shadow"
 
 
@@ -435,6 +516,8 @@ class Builtin(StrEnum):
     inputDrift = "inputDrift"
     shadowAgreement = "shadowAgreement"
     accuracy = "accuracy"
+    reviewerAgreement = "reviewerAgreement"
+    automationRate = "automationRate"
     latencyDistribution = "latencyDistribution"
     outputDistribution = "outputDistribution"
 
@@ -570,7 +653,10 @@ class MetricGate(_Spec):
     """A built-in gate: successRate, errorRate (ratios 0-1), latencyP99 (seconds),
     inputDrift (PSI, max over inputs), shadowAgreement (ratio 0-1), accuracy (ratio 0-1,
     from delayed labels); with compare only: latencyDistribution (the whole latency
-    histogram, P(candidate slower) - 1/2) and outputDistribution (output class shares)."""
+    histogram, P(candidate slower) - 1/2) and outputDistribution (output class shares);
+    for an automation ramp: reviewerAgreement (ratio 0-1: reviewers' labels that agree
+    with the model's suggestion, on review cases whose confidence lies in the band the next
+    setThreshold step automates) and automationRate (ratio 0-1 of automated predictions)."""
     query: str | None = Field(default=None, min_length=1, max_length=4096)
     """Custom PromQL returning one series; placeholders {{model}}, {{version}},
     {{namespace}} (empty outside Kubernetes) and {{interval}} (e.g. 30s)."""
@@ -588,7 +674,7 @@ class MetricGate(_Spec):
     stages: list[RolloutStage] | None = Field(
         default=None,
         min_length=1,
-        max_length=5,
+        max_length=len(ROLLOUT_STAGES),
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     """Rollout stages in which this gate is measured and judged (status.stage names):
@@ -726,6 +812,74 @@ class Retraining(_Spec):
     """Kubernetes only: a batch/v1 JobTemplateSpec the operator creates a Job from."""
 
 
+# --------------------------------------------------------------------------- spec: automation
+
+AutomationMode = Literal["assist", "partial", "full"]
+"""assist: every prediction goes to review, with the model's answer as a suggestion;
+partial: predictions at or above the threshold are automated, the rest go to review;
+full: every prediction is automated."""
+
+
+class LabelStudioReview(_Spec):
+    """Review cases become Label Studio tasks with the model's prediction pre-filled."""
+
+    url: str = Field(pattern=r"^https?://", max_length=2048)
+    """Label Studio's base URL, e.g. http://label-studio:8080."""
+    project: str = Field(min_length=1, max_length=200)
+    """Project title; made (with the model's classes) when missing."""
+    tokenEnv: str = Field(
+        default="LABEL_STUDIO_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=128
+    )
+    """Environment variable of the router holding the API token (never in the spec).
+    Default LABEL_STUDIO_TOKEN."""
+
+
+class ReviewSinks(_Spec):
+    """Where review cases go (kanaria.review): a webhook, Label Studio, or both."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "has(self.webhook) || has(self.labelStudio)",
+                "spec.automation.review: set webhook, labelStudio or both",
+            )
+        )
+    )
+
+    webhook: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
+    """POST review cases here as JSON batches (kind ReviewCases), with retries."""
+    labelStudio: LabelStudioReview | None = None
+    """Label Studio reached through its REST API."""
+    bufferSize: int = Field(default=1000, ge=1, le=1_000_000)
+    """Cases held per sink while deliveries are slow; a full buffer drops (counted in
+    kanaria_review_cases_total{outcome="dropped"}) and never slows a client. Default 1000."""
+
+    @model_validator(mode="after")
+    def _one_sink(self) -> ReviewSinks:
+        if self.webhook is None and self.labelStudio is None:
+            raise ValueError("set webhook, labelStudio or both")
+        return self
+
+
+class Automation(_Spec):
+    """Degrees of automation: which predictions the model decides and which a person
+    reviews (with the model's answer as a suggestion). Every answer says which, in the
+    V2 response parameter kanaria_automation and the x-kanaria-automation header."""
+
+    mode: AutomationMode = "partial"
+    """assist (everything to review), partial (automated at or above threshold) or full.
+    Default partial."""
+    threshold: float = Field(default=0.9, ge=0, le=1)
+    """Confidence (0-1) at or above which a prediction is automated in partial mode; an
+    automation ramp steps down to it (its floor). Default 0.9."""
+    output: str | None = Field(default=None, min_length=1, max_length=256)
+    """Output holding the confidence per row (values 0-1), for models that are not
+    classifiers. Default: the max class probability of the first classifier output (the
+    value of kanaria_output_confidence)."""
+    review: ReviewSinks | None = None
+    """Where review cases go. Default: none (clients hold the review case themselves)."""
+
+
 # --------------------------------------------------------------------------- spec
 
 
@@ -744,7 +898,22 @@ class ModelDeploymentSpec(_Spec):
                 "spec.strategy.shadow needs a gate that applies in the Mirroring stage"
                 " (spec.analysis.metrics[].stages) or a duration to end on",
                 ".strategy.shadow",
-            )
+            ),
+            _cel(
+                "!has(self.strategy.automation) || (has(self.automation)"
+                " && has(self.automation.mode) && self.automation.mode != 'assist')",
+                "spec.strategy.automation needs spec.automation with mode partial or full",
+                ".strategy.automation",
+            ),
+            _cel(
+                "!has(self.strategy.automation) || !has(self.automation)"
+                " || self.strategy.automation.steps.all(s, !has(s.setThreshold)"
+                " || s.setThreshold >= (has(self.automation.threshold)"
+                " ? self.automation.threshold : 0.9))",
+                "spec.strategy.automation.steps[].setThreshold must not be below "
+                "spec.automation.threshold (the floor)",
+                ".strategy.automation",
+            ),
         )
     )
 
@@ -764,6 +933,9 @@ class ModelDeploymentSpec(_Spec):
     """Metric gates and their limits."""
     retraining: Retraining | None = None
     """Retraining hook. Default: none."""
+    automation: Automation | None = None
+    """Degrees of automation (assist, partial, full) and where review cases go. Default:
+    none (every prediction is the model's decision, as before)."""
 
     @model_validator(mode="after")
     def _ungraduated_shadow_has_an_end(self) -> ModelDeploymentSpec:
@@ -779,6 +951,19 @@ class ModelDeploymentSpec(_Spec):
                 "strategy.shadow needs a gate that applies in the Mirroring stage "
                 "(analysis.metrics[].stages) or a duration to end on"
             )
+        ramp = self.strategy.automation
+        if ramp is not None:
+            if self.automation is None or self.automation.mode == "assist":
+                raise ValueError(
+                    "strategy.automation needs spec.automation with mode partial or full"
+                )
+            floor = self.automation.threshold
+            low = [s.setThreshold for s in ramp.steps if s.setThreshold is not None]
+            if any(t < floor for t in low):
+                raise ValueError(
+                    f"strategy.automation.steps[].setThreshold must not be below "
+                    f"automation.threshold {floor:g} (the floor)"
+                )
         return self
 
 
@@ -979,6 +1164,25 @@ class MirrorStatus(_Status):
     """Percentage of live requests copied."""
 
 
+class AutomationStatus(_Status):
+    """The degree of automation in force, and how far a ramp got."""
+
+    version: str
+    """The version it applies to (a ramp's candidate, then the stable it became)."""
+    mode: AutomationMode
+    """assist, partial or full."""
+    threshold: float = 1.0
+    """Confidence at or above which predictions are automated (partial)."""
+    safeThreshold: float | None = None
+    """The last threshold whose analysis passed (None: assist was the last safe step); a
+    failing automation gate moves back here in one move."""
+    nextThreshold: float | None = None
+    """The threshold of the next setThreshold step: reviewerAgreement is measured on the
+    band [nextThreshold, threshold)."""
+    fallbacks: int = 0
+    """How many times the threshold was moved back in this ramp."""
+
+
 class ModelDeploymentStatus(_Status):
     """Everything the engine knows: a restarted operator continues from here."""
 
@@ -994,7 +1198,7 @@ class ModelDeploymentStatus(_Status):
     """The version serving (or falling back to) production traffic."""
     candidate: VersionRef | None = None
     """The version being rolled out (or just rolled back)."""
-    strategy: Literal["canary", "blueGreen", "shadow"] | None = None
+    strategy: Literal["canary", "blueGreen", "shadow", "automation"] | None = None
     """Strategy the current rollout uses (a graduated shadow becomes canary or blueGreen)."""
     stage: RolloutStage | None = None
     """Stage of the rollout: Mirroring, Preview, Steps, Switching or PostPromotion
@@ -1009,6 +1213,8 @@ class ModelDeploymentStatus(_Status):
     """Weight per live version; sums to 100."""
     mirror: MirrorStatus | None = None
     """Mirrored traffic, if any."""
+    automation: AutomationStatus | None = None
+    """The degree of automation an automation ramp set (kept after it ends)."""
     versions: list[LiveVersion] = Field(default=[], max_length=4)
     """Versions that should be running and their sizes (stable first)."""
     stepStartedAt: datetime | None = None

@@ -43,7 +43,7 @@ MAX_MEASUREMENTS = 20
 ACTIVE_PHASES = (Phase.Progressing, Phase.Paused, Phase.Promoting)
 """Phases in which a candidate is being rolled out."""
 
-StrategyKind = Literal["canary", "blueGreen", "shadow"]
+StrategyKind = Literal["canary", "blueGreen", "shadow", "automation"]
 """A strategy a rollout can be in (status.strategy)."""
 
 GraduateKind = Literal["canary", "blueGreen"]

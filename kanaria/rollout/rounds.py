@@ -7,6 +7,7 @@ round stops a rollout before it could take the next step.
 from __future__ import annotations
 
 from kanaria.api import GateCounters, Phase, Verdict
+from kanaria.rollout.automation import threshold_fallback
 from kanaria.rollout.gates import applicable_gates, collecting
 from kanaria.rollout.pass_state import Pass, worst
 
@@ -23,6 +24,8 @@ def record_round(p: Pass) -> None:
     names = {m.name for m in applicable_gates(p.spec, p.round_stage)}
     round_ = [m for m in p.obs.measurements if m.version == cand.version and m.metric in names]
     if not round_:
+        return
+    if threshold_fallback(p, round_):  # an automation gate failed: threshold back, no rollback
         return
     limits = p.spec.analysis
     for m in round_:

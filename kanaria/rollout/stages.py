@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from kanaria.api import RolloutStage
+from kanaria.rollout.automation import AUTOMATING
+from kanaria.rollout.automation import enter as enter_automation
 from kanaria.rollout.bluegreen import POST_PROMOTION, PREVIEW
 from kanaria.rollout.bluegreen import enter as enter_blue_green
 from kanaria.rollout.canary import STEPS
@@ -20,7 +22,8 @@ from kanaria.rollout.shadow import MIRRORING
 from kanaria.rollout.shadow import enter as enter_shadow
 
 STAGES: Mapping[RolloutStage, Stage] = {
-    stage.name: stage for stage in (MIRRORING, PREVIEW, STEPS, SWITCHING, POST_PROMOTION)
+    stage.name: stage
+    for stage in (MIRRORING, PREVIEW, STEPS, AUTOMATING, SWITCHING, POST_PROMOTION)
 }
 """Every rollout stage (``kanaria.api.ROLLOUT_STAGES``) and its rules."""
 
@@ -28,6 +31,7 @@ STRATEGIES: Mapping[StrategyKind, Callable[[Pass], None]] = {
     "canary": enter_canary,
     "blueGreen": enter_blue_green,
     "shadow": enter_shadow,
+    "automation": enter_automation,
 }
 """How each strategy begins its first stage for the current candidate."""
 

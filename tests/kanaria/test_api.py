@@ -99,9 +99,10 @@ def test_load_from_file(tmp_path: Path) -> None:
         ),
         (
             _with("{canary: {steps: [{setWeight: 5}]}, blueGreen: {}}"),
-            "spec.strategy: set exactly one of canary, blueGreen, shadow (got canary, blueGreen)",
+            "spec.strategy: set exactly one of canary, blueGreen, shadow, automation "
+            "(got canary, blueGreen)",
         ),
-        (_with("{}"), "spec.strategy: set exactly one of canary, blueGreen, shadow"),
+        (_with("{}"), "spec.strategy: set exactly one of canary, blueGreen, shadow, automation"),
         (
             _with("{canary: {steps: [{pause: {duration: 10 minutes}}]}}"),
             "spec.strategy.canary.steps[0].pause.duration: '10 minutes' does not match",
