@@ -119,13 +119,13 @@ def test_failing_agreement_moves_back_to_the_safe_step_without_rollback() -> Non
     round_(sim, {"agreement": Verdict.Failed, "success": Verdict.Successful})
     assert sim.s.automation.threshold == 0.97
     assert sim.s.automation.fallbacks == 1
-    assert sim.s.phase is Phase.Paused
-    assert sim.s.pauseReason == "ThresholdMovedBack"
+    assert (sim.s.phase, sim.s.pauseReason) == (Phase.Paused, "ThresholdMovedBack")
     assert sim.s.weights == {"v1": 0, "v2": 100}  # no rollback
     assert "ThresholdMovedBack" in sim.reasons()
-    sim.tick(command="resume")
-    assert sim.s.phase is Phase.Progressing
-    assert sim.s.automation.threshold == 0.97
+    resumed = sim.tick(command="resume").status
+    assert resumed.phase is Phase.Progressing
+    assert resumed.automation is not None
+    assert resumed.automation.threshold == 0.97
 
 
 def test_failing_agreement_in_the_first_step_stays_in_assist() -> None:
