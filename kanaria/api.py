@@ -827,6 +827,10 @@ class LabelStudioReview(_Spec):
     """Label Studio's base URL, e.g. http://label-studio:8080."""
     project: str = Field(min_length=1, max_length=200)
     """Project title; made (with the model's classes) when missing."""
+    classes: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=2, max_length=1000
+    )
+    """Class names in the model's class index order: the reviewer's choices."""
     tokenEnv: str = Field(
         default="LABEL_STUDIO_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=128
     )

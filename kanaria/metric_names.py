@@ -76,6 +76,24 @@ OUTPUT_CONFIDENCE = "kanaria_output_confidence"
 FEEDBACK = "kanaria_feedback_total"
 """Counter {model, version, result}: delayed labels; result is correct|incorrect|unknown."""
 
+# --- Degrees of automation (issue 13; the review queue's own series are in kanaria.review.metrics)
+AUTOMATION_DECISIONS = "kanaria_automation_decisions_total"
+"""Counter {model, version, decision}: predictions answered under a confidence policy, by
+decision: automated (the model decided) or review (sent to a person with the suggestion)."""
+REVIEW_AGREEMENT = "kanaria_review_agreement_total"
+"""Counter {model, version, band, result}: reviewers' labels on review cases scored against
+the model's suggestion; result is agree|disagree, band the lower edge of the prediction's
+confidence band (0.05 wide: "0.90" is [0.90, 0.95)). reviewerAgreement sums the bands the
+next setThreshold step automates."""
+AUTOMATION_THRESHOLD = "kanaria_automation_threshold"
+"""Gauge {model, version}: the confidence threshold the router currently applies to a
+version (1 in assist: nothing automated; 0 in full)."""
+REVIEW_QUEUE_DEPTH = "kanaria_review_queue_depth"
+"""Gauge {model, sink}: review cases waiting in a sink's buffer (kanaria.review)."""
+REVIEW_CASES = "kanaria_review_cases_total"
+"""Counter {model, version, sink, outcome}: review cases offered to a sink; outcome is
+sent|failed|dropped (dropped: the buffer was full; a client never waits for it)."""
+
 # --- Operator and local runtime (the rollout control loop)
 ROLLOUT_PHASE = "kanaria_rollout_phase"
 """Gauge {namespace, model, phase}: 1 for the current phase of a ModelDeployment."""
@@ -89,6 +107,12 @@ ROLLOUT_LAST_TRANSITION = "kanaria_rollout_last_transition_timestamp_seconds"
 ANALYSIS_MEASUREMENTS = "kanaria_analysis_measurements_total"
 """Counter {namespace, model, metric, verdict}: gate measurements by verdict
 (Successful|Failed|Inconclusive|Error)."""
+ANALYSIS_COMPARISON = "kanaria_analysis_comparison"
+"""Gauge {namespace, model, metric, version, quantity}: a compare gate's last look at
+the candidate; quantity estimate (the compared quantity: candidate minus or over the
+stable), lower and upper (its confidence-sequence interval) and limit (what the
+interval is held against: above it Failed, at or below Successful). Removed once the
+version is no longer the candidate."""
 ROLLOUT_TRANSITIONS = "kanaria_rollout_transitions_total"
 """Counter {namespace, model, event}: engine events (Promoted, RolledBack, ...)."""
 DECISION_LATENCY = "kanaria_decision_duration_seconds"

@@ -16,6 +16,8 @@ Example::
           v3: {url: "http://127.0.0.1:9003", weight: 0, ready: false}
         mirror: {version: v3, percent: 100}
         stickyKey: {header: x-user-id}
+        automation: {webhook: "http://reviews:8000/cases"}   # where review cases go
+      # per version: v2: {..., automation: {mode: partial, threshold: 0.9}}
 """
 
 from __future__ import annotations
@@ -35,6 +37,47 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+AutomationMode = Literal["assist", "partial", "full"]
+
+
+class AutomationPolicy(_Model):
+    """A version's confidence policy: which of its answers are automated, which for review."""
+
+    mode: AutomationMode
+    """assist: every answer for review; partial: automated at or above threshold; full."""
+    threshold: float = Field(default=1.0, ge=0, le=1)
+    """Confidence (0-1) at or above which a partial answer is automated."""
+    output: str | None = Field(default=None, min_length=1, max_length=256)
+    """Output holding the confidence per row (default: the classifier's max probability)."""
+
+    def header(self) -> str:
+        """The value the router sends the model server in x-kanaria-automation-policy."""
+        extra = f";output={self.output}" if self.output else ""
+        return f"{self.mode};{self.threshold:g}{extra}"
+
+
+class LabelStudioRoute(_Model):
+    """Review cases as Label Studio tasks (kanaria.review.LabelStudioSink)."""
+
+    url: HttpUrl
+    project: str = Field(min_length=1)
+    classes: list[str] = Field(min_length=2)
+    """Class names, in the model's class index order."""
+    tokenEnv: str = "LABEL_STUDIO_TOKEN"
+    """The router's environment variable holding the API token."""
+
+
+class ReviewRoute(_Model):
+    """Where the router sends a model's review cases (kanaria.review sinks)."""
+
+    webhook: HttpUrl | None = None
+    labelStudio: LabelStudioRoute | None = None
+    bufferSize: int = Field(default=1000, ge=1)
+    """Cases held per sink while deliveries are slow; a full buffer drops and counts."""
+    namespace: str | None = None
+    """The ModelDeployment's namespace (named in each case); None under kanaria up."""
+
+
 class Backend(_Model):
     """One model version the router can send requests to."""
 
@@ -44,6 +87,8 @@ class Backend(_Model):
     """Share of the model's primary traffic, in percent (0-100)."""
     ready: bool = True
     """False while the version is starting or failing probes: it then gets no traffic."""
+    automation: AutomationPolicy | None = None
+    """The version's confidence policy; None: every answer is the model's decision."""
 
 
 class Mirror(_Model):
@@ -90,6 +135,8 @@ class ModelRoutes(_Model):
     overrideHeader: str = "x-kanaria-version"
     """Header that pins a request to a named version (blue-green preview, debugging)."""
     comparison: Comparison = Comparison()
+    review: ReviewRoute | None = None
+    """Where review cases go; None: clients hold them (the answer says review)."""
 
     @model_validator(mode="after")
     def _weights(self) -> ModelRoutes:

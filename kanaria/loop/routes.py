@@ -16,7 +16,54 @@ from pydantic import ValidationError
 
 from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus
 from kanaria.metric_names import ROUTER_ROUTES_REVISION
-from kanaria.routes import Backend, Mirror, ModelRoutes, RoutesConfig, StickyKey
+from kanaria.routes import (
+    AutomationPolicy,
+    Backend,
+    LabelStudioRoute,
+    Mirror,
+    ModelRoutes,
+    ReviewRoute,
+    RoutesConfig,
+    StickyKey,
+)
+
+
+def automation_policy(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, version: str
+) -> AutomationPolicy | None:
+    """The confidence policy of ``version``: the one an automation ramp set for it
+    (status.automation: assist, then each setThreshold, kept once it is stable), else
+    spec.automation as written. None without spec.automation.
+
+    spec.automation.mode assist wins over a ramp's threshold: a person asked for every
+    answer to be reviewed."""
+    conf = spec.automation
+    if conf is None:
+        return None
+    ramp = status.automation
+    if ramp is not None and ramp.version == version and conf.mode != "assist":
+        return AutomationPolicy(mode=ramp.mode, threshold=ramp.threshold, output=conf.output)
+    return AutomationPolicy(mode=conf.mode, threshold=conf.threshold, output=conf.output)
+
+
+def review_route(spec: ModelDeploymentSpec, namespace: str | None) -> ReviewRoute | None:
+    """spec.automation.review as the router reads it."""
+    conf = spec.automation
+    if conf is None or conf.review is None:
+        return None
+    ls = conf.review.labelStudio
+    return ReviewRoute(
+        webhook=conf.review.webhook,
+        labelStudio=(
+            LabelStudioRoute(
+                url=ls.url, project=ls.project, classes=list(ls.classes), tokenEnv=ls.tokenEnv
+            )
+            if ls is not None
+            else None
+        ),
+        bufferSize=conf.review.bufferSize,
+        namespace=namespace,
+    )
 
 
 def build_routes(
@@ -25,6 +72,7 @@ def build_routes(
     status: ModelDeploymentStatus,
     urls: Mapping[str, str],
     ready: Mapping[str, bool],
+    namespace: str | None = None,
 ) -> RoutesConfig | None:
     """Routes for the versions in ``status`` that have an address in ``urls``.
 
@@ -49,6 +97,7 @@ def build_routes(
             url=urls[v],
             weight=weights.get(v, 0),
             ready=ready.get(v, False) or (weights.get(v, 0) > 0 and not any_weighted_ready),
+            automation=automation_policy(spec, status, v),
         )
         for v in versions
     }
@@ -62,6 +111,7 @@ def build_routes(
             mirror=mirror,
             stickyKey=StickyKey(header=sticky.header, cookie=sticky.cookie) if sticky else None,
             overrideHeader=spec.router.overrideHeader,
+            review=review_route(spec, namespace),
         )
     except ValidationError:
         return None

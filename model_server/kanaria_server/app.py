@@ -265,6 +265,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             children["incorrect"].inc(result.incorrect)
         if result.unknown:
             children["unknown"].inc(len(result.unknown))
+        if result.bands:
+            monitor.count_agreement(result.bands)
         monitor.count_request("feedback", 200)
         return _json(result.as_json(), headers={REQUEST_ID: safe_request_id(rid)})
 

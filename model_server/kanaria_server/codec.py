@@ -344,11 +344,15 @@ def encode_response(
     model_version: str,
     request_id: str | None,
     outputs: list[tuple[RequestedOutput, TensorSpec, Array]],
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
-    """Serialise the response; returns (body, JSON header length when binary parts follow)."""
+    """Serialise the response; returns (body, JSON header length when binary parts follow).
+    ``parameters`` become the V2 response parameters (the automation decision)."""
     doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
         doc["id"] = request_id
+    if parameters:
+        doc["parameters"] = parameters
     entries: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for requested, spec, arr in outputs:

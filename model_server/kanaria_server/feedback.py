@@ -27,6 +27,8 @@ class FeedbackResult:
     correct: int = 0
     incorrect: int = 0
     unknown: list[str] = field(default_factory=list)
+    bands: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Review cases only: (agree, disagree) rows per confidence band of the prediction."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -69,15 +71,17 @@ class FeedbackStore:
         self.capacity = capacity
         self.ttl_s = ttl_s
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, list[int]]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, list[int], str | None]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def remember(self, request_id: str, classes: list[int]) -> None:
+    def remember(self, request_id: str, classes: list[int], band: str | None = None) -> None:
+        """Keep a prediction's classes; ``band`` (its confidence band) for a review case,
+        so a reviewer's label also counts as agreement in that band."""
         if self.capacity <= 0:
             return
-        self._entries[request_id] = (self._clock() + self.ttl_s, classes)
+        self._entries[request_id] = (self._clock() + self.ttl_s, classes, band)
         self._entries.move_to_end(request_id)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
@@ -100,9 +104,15 @@ class FeedbackStore:
                     f"had {len(classes)} rows"
                 )
             result.matched += 1
+            agree = 0
             for label, predicted in zip(expanded, classes, strict=True):
                 if label == predicted:
                     result.correct += 1
+                    agree += 1
                 else:
                     result.incorrect += 1
+            band = entry[2]
+            if band is not None:
+                a, d = result.bands.get(band, (0, 0))
+                result.bands[band] = (a + agree, d + len(classes) - agree)
         return result

@@ -29,6 +29,14 @@ from kanaria_server.asgi import (
     read_body,
     send_response,
 )
+from kanaria_server.automation import (
+    CONFIDENCE_HEADER,
+    DECISION_HEADER,
+    POLICY_HEADER,
+    confidence_of,
+    decide,
+    parse_policy,
+)
 from kanaria_server.codec import decode_request, encode_response
 from kanaria_server.errors import InjectedFailureError, NotReadyError, answer
 from kanaria_server.state import ServerState
@@ -53,6 +61,7 @@ class InferHandler:
         raw_declared: bytes | None = None
         raw_header_length: bytes | None = None
         encoding = ""
+        raw_policy: bytes | None = None
         monitor.inflight.inc()
         try:
             # all headers first, then what may fail: a 400 still carries the caller's id
@@ -65,12 +74,15 @@ class InferHandler:
                     raw_header_length = value
                 elif key == b"content-encoding":
                     encoding = value.decode("latin-1").strip().lower()
+                elif key == POLICY_HEADER:
+                    raw_policy = value
             declared = None if raw_declared is None else int_header(raw_declared, "Content-Length")
             header_length = (
                 None
                 if raw_header_length is None
                 else int_header(raw_header_length, "Inference-Header-Content-Length")
             )
+            policy = None if raw_policy is None else parse_policy(raw_policy)
             model = state.check_model(name, version)
             body = await read_body(receive, declared, settings.max_body_bytes)
             if encoding not in ("", "identity"):
@@ -90,21 +102,35 @@ class InferHandler:
                 for o in decoded.outputs
                 if (spec := model.signature.output(o.name)) is not None
             ]
+            headers = []
+            parameters = None
+            band = None
+            if policy is not None:
+                first = monitor.classifiers[0] if monitor.classifiers else None
+                outcome = decide(policy, confidence_of(policy, outputs, first))
+                parameters = {
+                    "kanaria_automation": outcome.decision,
+                    "kanaria_confidence": outcome.confidence,
+                }
+                headers.append((DECISION_HEADER, outcome.decision.encode()))
+                if outcome.confidence is not None:
+                    headers.append((CONFIDENCE_HEADER, f"{outcome.confidence:.6f}".encode()))
+                monitor.count_decision(outcome.decision)
+                band = outcome.band if outcome.decision == "review" else None
             payload, json_length = encode_response(
-                settings.name, settings.version, decoded.id, selected
+                settings.name, settings.version, decoded.id, selected, parameters
             )
             request_id = request_id or state.ids.new()
             if monitor.classifiers and state.feedback.capacity > 0:
                 scores = outputs[monitor.classifiers[0]]
                 if scores.ndim == 2:
-                    state.feedback.remember(request_id, scores.argmax(axis=1).tolist())
+                    state.feedback.remember(request_id, scores.argmax(axis=1).tolist(), band)
             elapsed = time.perf_counter() - started
             predlog = state.predlog
             if predlog is not None and predlog.sampled():
                 predlog.log(
                     request_id, settings.name, settings.version, decoded.inputs, outputs, elapsed
                 )
-            headers = []
             if json_length is not None:
                 headers.append((b"inference-header-content-length", str(json_length).encode()))
             responded = True

@@ -158,6 +158,21 @@ class Monitor:
             result: self.feedback.labels(model, version, result)
             for result in ("correct", "incorrect", "unknown")
         }
+        self.decisions = Counter(
+            m.AUTOMATION_DECISIONS,
+            "Predictions by automation decision",
+            [*mv, "decision"],
+            registry=r,
+        )
+        self._decision_children = {
+            d: self.decisions.labels(model, version, d) for d in ("automated", "review")
+        }
+        self.review_agreement = Counter(
+            m.REVIEW_AGREEMENT,
+            "Reviewers' labels on review cases against the suggestion, by confidence band",
+            [*mv, "band", "result"],
+            registry=r,
+        )
         self._request_children: dict[tuple[str, int], Any] = {}
         self._float_inputs: list[str] = []
         self._numeric_inputs: list[str] = []
@@ -195,6 +210,20 @@ class Monitor:
         }
         if self.drift:
             self.registry.register(_DriftCollector(model, version, self.drift))
+
+    def count_decision(self, decision: str) -> None:
+        """One answer under a confidence policy: automated or review."""
+        self._decision_children[decision].inc()
+
+    def count_agreement(self, bands: dict[str, tuple[int, int]]) -> None:
+        """Reviewers' labels on review cases: (agree, disagree) rows per confidence band."""
+        for band, (agree, disagree) in bands.items():
+            if agree:
+                self.review_agreement.labels(self.model, self.version, band, "agree").inc(agree)
+            if disagree:
+                self.review_agreement.labels(self.model, self.version, band, "disagree").inc(
+                    disagree
+                )
 
     def count_request(self, endpoint: str, code: int) -> None:
         key = (endpoint, code)

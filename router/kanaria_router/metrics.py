@@ -80,6 +80,12 @@ class RouterMetrics:
             ["revision"],
             registry=self.registry,
         )
+        self.threshold = Gauge(
+            mn.AUTOMATION_THRESHOLD,
+            "Confidence threshold applied to a version (1: assist, 0: full).",
+            ["model", "version"],
+            registry=self.registry,
+        )
         self._req: dict[tuple[str, str, int], Counter] = {}
         self._lat: dict[tuple[str, str], Histogram] = {}
         self._weights: set[tuple[str, str]] = set()
@@ -110,6 +116,16 @@ class RouterMetrics:
                     if key not in self._req:
                         self._req[key] = self.requests.labels(model, version, str(code))
         self._weights = set(current)
+
+    def set_thresholds(self, table: RouteTable) -> None:
+        """Publish each version's confidence threshold (versions without a policy: none)."""
+        self.threshold.clear()
+        for m in table.models.values():
+            for v in m.versions.values():
+                a = v.automation
+                if a is not None:
+                    value = 1.0 if a.mode == "assist" else 0.0 if a.mode == "full" else a.threshold
+                    self.threshold.labels(m.name, v.name).set(value)
 
     def set_revision(self, revision: str) -> None:
         """Publish the revision of the routes now applied (one series)."""

@@ -21,6 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from kanaria import __version__
+from kanaria.review import ReviewMetrics
 from kanaria.routes import RoutesConfig
 from kanaria_router import errors
 from kanaria_router.clients import client_address
@@ -29,6 +30,7 @@ from kanaria_router.headers import REQUEST_DROP, RESPONSE_DROP, cookie_value, fo
 from kanaria_router.metrics import UNROUTED, RouterMetrics
 from kanaria_router.mirror import Mirrorer, MirrorJob
 from kanaria_router.ratelimit import RateLimiter, retry_after
+from kanaria_router.review import CONFIDENCE_HEADER, DECISION_HEADER, POLICY_HEADER, ReviewHub
 from kanaria_router.settings import RouterSettings
 from kanaria_router.table import ModelTable, RouteTable, Version, bucket_of
 from kanaria_router.tokens import expected_form, parse_tokens, presented_token
@@ -97,6 +99,7 @@ class Router:
             settings.mirror_priority,
             settings.mirror_queue_bytes,
         )
+        self.review = ReviewHub(ReviewMetrics(metrics.registry))
 
     # --- tokens -----------------------------------------------------------
 
@@ -125,6 +128,8 @@ class Router:
         self.ejected = {}  # new routes, new chances (URLs may have changed)
         self.loaded = True
         self.metrics.set_weights(table)
+        self.metrics.set_thresholds(table)
+        self.review.sync(table)
         self.metrics.reloads.labels("applied").inc()
         self.metrics.set_revision(config.revision)
         if table.mirrors():
@@ -185,6 +190,7 @@ class Router:
 
     async def stop(self) -> None:
         await self.mirror.stop()
+        await self.review.aclose()
         if self.session is not None:
             await self.session.close()
 
@@ -292,6 +298,16 @@ class Router:
                     backend_id = up.headers.get(REQUEST_ID)
                     if backend_id and backend_id != request_id:
                         self.served.record(name, backend_id, version_name)
+                    if up.headers.get(DECISION_HEADER) == "review":
+                        self.review.offer(
+                            name,
+                            version_name,
+                            backend_id or request_id,
+                            up.headers.get(CONFIDENCE_HEADER),
+                            body,
+                            up.body,
+                        )
+                headers.popall(POLICY_HEADER, None)  # a shadow answers under no policy
                 if model.mirror_version and model.mirror_version != version_name:
                     self._maybe_mirror(model, up, request.raw_path, headers, body, request_id)
             out = CIMultiDict(forwardable(up.headers.items(), RESPONSE_DROP, None))
@@ -367,6 +383,7 @@ class Router:
         if self.auth:
             headers.popall(self.settings.auth_header, None)
         headers[REQUEST_ID] = request_id
+        headers.popall(POLICY_HEADER, None)  # the routes set a version's policy, never a client
         peer = request.remote
         if peer:
             prior = headers.get("X-Forwarded-For")
@@ -377,6 +394,10 @@ class Router:
         self, version: Version, method: str, path: str, headers: CIMultiDict[str], body: bytes
     ) -> Upstream:
         assert self.session is not None
+        if version.policy is not None:
+            headers[POLICY_HEADER] = version.policy
+        else:
+            headers.popall(POLICY_HEADER, None)
         async with self.session.request(
             method, version.base_url + path, headers=headers, data=body or None
         ) as resp:

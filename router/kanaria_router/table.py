@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kanaria.routes import Comparison, ModelRoutes, RoutesConfig
+from kanaria.routes import AutomationPolicy, Comparison, ModelRoutes, ReviewRoute, RoutesConfig
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -59,6 +59,9 @@ class Version:
     """Base URL without a trailing slash; request paths are appended to it."""
     weight: float
     ready: bool
+    policy: str | None = None
+    """The x-kanaria-automation-policy value sent with each request (None: no policy)."""
+    automation: AutomationPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,19 @@ class ModelTable:
     sticky_cookie: str | None
     override_header: str
     comparison: Comparison = field(default_factory=Comparison)
+    review: ReviewRoute | None = None
 
     @classmethod
     def build(cls, name: str, routes: ModelRoutes) -> ModelTable:
         versions = {
-            v: Version(v, str(b.url).rstrip("/"), float(b.weight), b.ready)
+            v: Version(
+                v,
+                str(b.url).rstrip("/"),
+                float(b.weight),
+                b.ready,
+                b.automation.header() if b.automation is not None else None,
+                b.automation,
+            )
             for v, b in routes.versions.items()
         }
         live = sorted(
@@ -110,6 +121,7 @@ class ModelTable:
             sticky_cookie=routes.stickyKey.cookie if routes.stickyKey else None,
             override_header=routes.overrideHeader,
             comparison=routes.comparison,
+            review=routes.review,
         )
 
     def choose(self, point: float) -> Version | None:

@@ -1,0 +1,122 @@
+"""The confidence policy on the model server's side: automated or for review, per answer.
+
+The router carries the policy it read from the routes document in the
+``x-kanaria-automation-policy`` request header (``partial;0.9`` or
+``partial;0.9;output=score``), so a new threshold applies with the next request and no
+restart. The server already has the answer's probabilities (the value it exports as
+``kanaria_output_confidence``), so it decides here at the cost of one max per row
+and says which in the V2 response parameters ``kanaria_automation`` and
+``kanaria_confidence`` and in the ``x-kanaria-automation`` / ``x-kanaria-confidence``
+headers; the router reads the headers only.
+
+A request of several rows is automated only if every row is: one unsure row is
+enough to ask a person. No confidence (a model with neither a classifier output nor
+the named output, or a NaN) is never automated in partial mode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from kanaria_server.errors import BadRequestError
+from kanaria_server.monitoring import confidences
+
+POLICY_HEADER: Final = b"x-kanaria-automation-policy"
+DECISION_HEADER: Final = b"x-kanaria-automation"
+CONFIDENCE_HEADER: Final = b"x-kanaria-confidence"
+BAND_WIDTH: Final = 0.05
+
+Mode = Literal["assist", "partial", "full"]
+DecisionKind = Literal["automated", "review"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The policy a request arrived with."""
+
+    mode: Mode
+    threshold: float
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the policy made of one answer."""
+
+    decision: DecisionKind
+    confidence: float | None
+
+    @property
+    def band(self) -> str | None:
+        """The confidence band's lower edge ("0.90"), for agreement by band."""
+        return band_of(self.confidence)
+
+
+def band_of(confidence: float | None) -> str | None:
+    if confidence is None:
+        return None
+    index = min(int(confidence / BAND_WIDTH + 1e-9), round(1 / BAND_WIDTH) - 1)
+    return f"{index * BAND_WIDTH:.2f}"
+
+
+def parse_policy(raw: bytes) -> Policy:
+    """``mode;threshold[;output=name]``; a malformed one is the caller's error (400)."""
+    parts = raw.decode("latin-1").split(";")
+    mode = parts[0].strip()
+    if mode not in ("assist", "partial", "full"):
+        raise BadRequestError(
+            f"x-kanaria-automation-policy: mode {mode!r} is not assist, partial or full"
+        )
+    threshold = 1.0
+    if len(parts) > 1:
+        try:
+            threshold = float(parts[1])
+        except ValueError:
+            raise BadRequestError(
+                f"x-kanaria-automation-policy: threshold {parts[1]!r} is not a number"
+            ) from None
+        if not 0 <= threshold <= 1:
+            raise BadRequestError("x-kanaria-automation-policy: threshold must be 0-1")
+    output = None
+    for extra in parts[2:]:
+        key, _, value = extra.partition("=")
+        if key.strip() == "output" and value.strip():
+            output = value.strip()
+    return Policy(mode, threshold, output)  # type: ignore[arg-type]
+
+
+def confidence_of(
+    policy: Policy, outputs: dict[str, npt.NDArray[np.generic]], classifier: str | None
+) -> float | None:
+    """The lowest row confidence: the named output's values, else the classifier's max
+    class probability; None when there is neither (or it is not a finite 0-1 number)."""
+    if policy.output is not None:
+        arr = outputs.get(policy.output)
+        if arr is None or arr.dtype.kind not in "fiu" or not arr.size:
+            return None
+        rows = arr.reshape(arr.shape[0] if arr.ndim else 1, -1)[:, 0].astype(np.float64)
+        value = float(rows.min())
+    elif classifier is not None and classifier in outputs:
+        scores = outputs[classifier]
+        if scores.ndim != 2 or not scores.size:
+            return None
+        value = float(confidences(scores).min())
+    else:
+        return None
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        return None
+    return value
+
+
+def decide(policy: Policy, confidence: float | None) -> Outcome:
+    """assist: review; full: automated; partial: automated at or above the threshold."""
+    if policy.mode == "full":
+        return Outcome("automated", confidence)
+    if policy.mode == "partial" and confidence is not None and confidence >= policy.threshold:
+        return Outcome("automated", confidence)
+    return Outcome("review", confidence)
