@@ -744,6 +744,12 @@ class Runtime:
                     "value": m.value,
                     "verdict": str(m.verdict),
                     "reason": m.reason,
+                    # a compare gate's evidence, so the report can draw its interval
+                    **(
+                        {"comparison": m.comparison.model_dump(mode="json", exclude_none=True)}
+                        if m.comparison is not None
+                        else {}
+                    ),
                 }
                 for m in measurements
             ],

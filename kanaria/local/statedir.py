@@ -121,7 +121,8 @@ class HistoryPoint(_Model):
     mirror: dict[str, float] = Field(default_factory=dict)
     """Mirrored share per shadow version, percent."""
     measurements: list[dict[str, Any]] = Field(default_factory=list)
-    """Measurements taken this pass: metric, version, value, verdict."""
+    """Measurements taken this pass: metric, version, value, verdict, reason, and for
+    a compare gate its evidence (comparison: estimate, lower, upper, limit, ...)."""
     events: list[str] = Field(default_factory=list)
 
 
