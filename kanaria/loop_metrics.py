@@ -21,12 +21,19 @@ decided; what a series means is therefore decided here, not in each caller:
 - ``kanaria_rollout_transitions_total{namespace, model, event}``: engine events.
 - ``kanaria_analysis_measurements_total{namespace, model, metric, verdict}``:
   every measurement the pass took (analysis gates and the retraining check).
+- ``kanaria_analysis_comparison{namespace, model, metric, version, quantity}``:
+  a compare gate's last look at the candidate (quantity ``estimate``, ``lower``,
+  ``upper``, ``limit``), so a dashboard shows the interval closing in on the
+  limit, i.e. why the gate waited, passed or failed. An end the look does not have
+  (no data yet; an open ratio) is removed rather than shown as a number. Series of
+  a version that is no longer the candidate are removed.
 - ``kanaria_decision_duration_seconds``: seconds per pass, observed by the caller
   (the operator also times passes that failed).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from prometheus_client import (
@@ -46,6 +53,8 @@ PHASES = tuple(p.value for p in Phase)
 LOCAL_NAMESPACE = ""
 """``kanaria up`` runs have no namespace; the label is kept (empty) so queries match both."""
 SHADOW_ROLE = "shadow"
+COMPARISON_QUANTITIES = ("estimate", "lower", "upper", "limit")
+"""The ``quantity`` label values of the comparison gauge."""
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 """Seconds: a pass is a few API calls and Prometheus queries, slow ones take seconds."""
 
@@ -118,6 +127,12 @@ class LoopMetrics:
             [*ns_model, "event"],
             registry=r,
         )
+        self.comparison = Gauge(
+            m.ANALYSIS_COMPARISON,
+            "A compare gate's last look: estimate, interval ends and limit",
+            [*ns_model, "metric", "version", "quantity"],
+            registry=r,
+        )
         self.latency = Histogram(
             m.DECISION_LATENCY,
             "Seconds to gather observations, decide and apply one pass",
@@ -126,6 +141,7 @@ class LoopMetrics:
         )
         self._weights: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._phase_step: dict[tuple[str, str], tuple[str, int | None]] = {}
+        self._compared: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Expose this registry's ``/metrics`` on ``addr:port`` (a daemon thread)."""
@@ -148,12 +164,38 @@ class LoopMetrics:
             self.transitions.labels(namespace, model, event.reason).inc()
         for taken in measurements_of(observations):
             self.measurements.labels(namespace, model, taken.metric, taken.verdict.value).inc()
+            self._record_comparison(namespace, model, taken)
+
+    def _record_comparison(self, namespace: str, model: str, taken: Measurement) -> None:
+        """Set a compare gate's gauges from one measurement (threshold gates have none)."""
+        c = taken.comparison
+        if c is None:
+            return
+        seen = self._compared.setdefault((namespace, model), set())
+        values = {"estimate": c.estimate, "lower": c.lower, "upper": c.upper, "limit": c.limit}
+        for quantity, value in values.items():
+            series = (taken.metric, taken.version, quantity)
+            if value is not None and math.isfinite(value):
+                self.comparison.labels(namespace, model, *series).set(value)
+                seen.add(series)
+            elif series in seen:
+                self.comparison.remove(namespace, model, *series)
+                seen.discard(series)
+
+    def _drop_comparisons(self, namespace: str, model: str, keep: str | None) -> None:
+        """Remove the comparison series of every version but ``keep`` (the candidate)."""
+        seen = self._compared.get((namespace, model), set())
+        for series in [s for s in seen if s[1] != keep]:
+            self.comparison.remove(namespace, model, *series)
+            seen.discard(series)
 
     def publish(
         self, namespace: str, model: str, status: ModelDeploymentStatus, now: float
     ) -> None:
         """Set the gauges of one model from its status (see the module docstring)."""
         key = (namespace, model)
+        candidate = status.candidate.version if status.candidate is not None else None
+        self._drop_comparisons(namespace, model, candidate)
         for phase in PHASES:
             self.phase.labels(namespace, model, phase).set(1 if phase == status.phase.value else 0)
         weights = weights_by_role(status)
@@ -191,3 +233,5 @@ class LoopMetrics:
         self.step.remove(namespace, model)
         self.last_transition.remove(namespace, model)
         self._phase_step.pop(key, None)
+        self._drop_comparisons(namespace, model, None)
+        self._compared.pop(key, None)

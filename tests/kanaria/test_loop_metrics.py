@@ -155,3 +155,67 @@ def test_roles_come_from_the_status_versions_then_the_candidate() -> None:
         ("v9", "stable"): 0.0,
         ("v3", "shadow"): 50.0,
     }
+
+
+def test_a_compare_gates_last_look_is_published_until_the_candidate_changes() -> None:
+    """The dashboard's comparative panel reads the estimate, both interval ends and the
+    limit; an end the look does not have is absent, not 0; a new candidate or the end
+    of the rollout removes the old candidate's series."""
+    read = Reader()
+    ns = {"namespace": NS, "model": MODEL}
+
+    def look(lower: float | None, upper: float | None, verdict: Verdict) -> Observations:
+        evidence = {
+            "test": "difference",
+            "candidate": {"version": "v2", "requests": 900, "events": 27},
+            "stable": {"version": "v1", "requests": 900, "events": 0},
+            "estimate": 0.03,
+            "lower": lower,
+            "upper": upper,
+            "limit": 0.01,
+            "confidence": 0.975,
+        }
+        m = Measurement.model_validate(
+            {
+                "metric": "errors-vs-stable",
+                "version": "v2",
+                "verdict": verdict,
+                "time": STARTED,
+                "comparison": evidence,
+            }
+        )
+        return Observations(measurements=[m, measured("success-rate", Verdict.Successful)])
+
+    read.loop.record_pass(
+        NS, MODEL, look(0.012, 0.05, Verdict.Failed), Decision(status=status()), 1.0
+    )
+    gauge = names.ANALYSIS_COMPARISON
+    labels = {**ns, "metric": "errors-vs-stable", "version": "v2"}
+    assert {
+        q: read(gauge, **labels, quantity=q) for q in ("estimate", "lower", "upper", "limit")
+    } == {
+        "estimate": 0.03,
+        "lower": 0.012,
+        "upper": 0.05,
+        "limit": 0.01,
+    }
+    assert all(s["metric"] == "errors-vs-stable" for s in read.series(gauge))  # threshold: none
+    text = generate_latest(read.registry).decode()
+    assert f"\n{gauge}{{" in text
+    # a ratio's open upper end (infinite) is not a number to plot
+    read.loop.record_pass(
+        NS, MODEL, look(0.2, float("inf"), Verdict.Inconclusive), Decision(status=status()), 2.0
+    )
+    assert read(gauge, **labels, quantity="upper") is None
+    assert read(gauge, **labels, quantity="lower") == 0.2
+    # the rollout ended: nothing of v2 is left
+    done = status(
+        phase="Healthy", currentStep=None, candidate=None, weights={"v2": 100}, mirror=None
+    )
+    read.loop.record_pass(NS, MODEL, Observations(), Decision(status=done), 3.0)
+    assert read.series(gauge) == []
+    read.loop.record_pass(
+        NS, MODEL, look(0.0, 0.1, Verdict.Inconclusive), Decision(status=status()), 4.0
+    )
+    read.loop.forget(NS, MODEL)
+    assert read.series(gauge) == []
