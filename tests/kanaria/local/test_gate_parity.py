@@ -27,6 +27,13 @@ Why the values must agree, and how closely:
   the scraper's count is the true increase ``n``; Prometheus reports ``n`` scaled by
   window / sampled span, and the sampled span misses at most one scrape interval
   at each end, so ``n <= prometheus <= n * W / (W - 2 * scrape interval)``.
+- Comparative gates (``compare:``, issue 12) read cumulative counts of both
+  versions since a step began: requests and 5xx, latency buckets by ``le``,
+  output classes. Each count obeys the count bound above, with ``W`` the whole
+  seconds the gate's window spans (its PromQL range), and the two sources must
+  reach the same verdict. The margins are chosen so that each verdict is far from
+  its boundary: the extrapolation (a few percent more counts through PromQL)
+  narrows an interval a little but cannot move it across the limit.
 - inputDrift is a gauge sampled by two scrapers at different moments; while
   traffic flows its value moves between their samples, so the maximum over a
   window of traffic is only equal when both saw the same moments. It is compared
@@ -42,7 +49,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -52,13 +59,20 @@ import pytest
 
 from kanaria import metric_names as names
 from kanaria.analysis import MetricQuery, MetricSource, PrometheusSource
-from kanaria.analysis.measure import queries
-from kanaria.api import Builtin, MetricGate
+from kanaria.analysis.measure import (
+    comparison_queries,
+    comparison_window,
+    measure_comparison,
+    queries,
+)
+from kanaria.analysis.source import VectorSource
+from kanaria.api import Builtin, Compare, Measurement, MetricGate, Verdict
 from kanaria.local.embedded import EmbeddedSource
 from kanaria.local.prometheus import SCRAPE_INTERVAL_S
 from kanaria.local.scrape import Scraper, Series, parse
 from kanaria.local.traffic import infer_body
 from kanaria.rollout import MeasurementRequest
+from kanaria.rollout.gates import ComparisonRequest
 from tests.kanaria.local.harness import NAME, WIDTH, Up, build_models, md
 from tests.support.procs import kanaria, require_binary, wait_until
 
@@ -89,6 +103,18 @@ GATES: dict[str, list[Builtin]] = {
     ],
 }
 TRAFFIC: dict[str, Literal["router", "server"]] = {"v1": "router", "v2": "server"}
+
+COMPARE_GATES: dict[Builtin, tuple[float, Verdict]] = {
+    # both versions fail a fifth of their requests: the difference is near 0, its
+    # interval at ~240 requests each about +-0.12, far below the margin
+    Builtin.successRate: (0.3, Verdict.Successful),
+    # same servers, same inputs: P(v2 slower) - 1/2 near 0, far below the margin
+    Builtin.latencyDistribution: (0.45, Verdict.Successful),
+    # v1 and v2 are different models: class shares differ by ~0.3 on these inputs
+    Builtin.outputDistribution: (0.05, Verdict.Failed),
+}
+"""Compare gates of v2 (the shadow, counted at its model server) against v1: margin and
+the verdict both sources must reach."""
 
 
 class Targets:
@@ -255,6 +281,35 @@ def _measure_all(
     return out
 
 
+def _compare_all(
+    source: MetricSource, since: datetime, at: datetime
+) -> dict[Builtin, tuple[Measurement, dict[str, float]]]:
+    """Each compare gate of v2 against v1 since ``since``, judged at ``at``: the
+    measurement, and every count it was judged on (``version/what[/key]``)."""
+    out: dict[Builtin, tuple[Measurement, dict[str, float]]] = {}
+    for builtin, (margin, _) in COMPARE_GATES.items():
+        request = ComparisonRequest(
+            purpose="analysis",
+            version="v2",
+            gate=MetricGate(name="vs-stable", builtin=builtin, compare=Compare(margin=margin)),
+            interval="1s",
+            traffic="server",
+            against="v1",
+            since=since,
+        )
+        counts: dict[str, float] = {}
+        for version, by_what in comparison_queries(request, NAME, None, at).items():
+            for what, q in by_what.items():
+                if q.kind in ("buckets", "classes"):
+                    assert isinstance(source, VectorSource)
+                    for key, value in source.measure_vector(q, at).items():
+                        counts[f"{version}/{what}/{key}"] = value
+                else:
+                    counts[f"{version}/{what}"] = source.measure(q, at)
+        out[builtin] = (measure_comparison(source, request, NAME, None, at), counts)
+    return out
+
+
 def _drift(source: MetricSource, window: str, at: datetime) -> dict[str, float]:
     out = {}
     for version in ("v1", "v2"):
@@ -320,7 +375,9 @@ def test_embedded_and_promql_gates_agree_on_the_same_traffic(tmp_path: Path) -> 
         _send(up.url, WARMUP, seed=1)
         wait_until(_settled(targets, scraper, prometheus_url), 60, "warm-up seen by both")
         quiet_from = time.time()
-        wait_until(_more_samples(scraper, prometheus_url, quiet_from), 60, "a quiet stretch")
+        # A quiet stretch of over a second: a compare gate's window is whole seconds,
+        # so it may begin up to a second before window_start.
+        wait_until(_more_samples(scraper, prometheus_url, quiet_from + 1.0), 60, "a quiet stretch")
         window_start = time.time() - SCRAPE_INTERVAL_S  # inside the quiet stretch
         before_series = targets.read()
 
@@ -357,6 +414,47 @@ def test_embedded_and_promql_gates_agree_on_the_same_traffic(tmp_path: Path) -> 
         assert 0.6 < embedded[("v1", "successRate", "value")] < 0.95
         assert 0 < embedded[("v2", "shadowAgreement", "value")] < 1
         assert 0 < embedded[("v1", "accuracy", "value")] < 1
+
+        # Comparative gates: v2 against v1, cumulative counts since the window began
+        # (the window's whole seconds, as a step's start would give them).
+        since = datetime.fromtimestamp(window_start, UTC)
+        at = datetime.fromtimestamp(time.time(), UTC)
+        seconds = comparison_window(
+            ComparisonRequest(
+                purpose="analysis",
+                version="v2",
+                gate=MetricGate(name="w", builtin=Builtin.successRate, compare=Compare(margin=1)),
+                interval="1s",
+                against="v1",
+                since=since,
+            ),
+            at,
+        )
+        assert at - timedelta(seconds=seconds) >= datetime.fromtimestamp(quiet_from, UTC)
+        compared_embedded = _compare_all(EmbeddedSource(scraper), since, at)
+        with PrometheusSource(prometheus_url) as prometheus:
+            compared_promql = _compare_all(prometheus, since, at)
+        bound = seconds / (seconds - 2 * SCRAPE_INTERVAL_S)
+        for builtin, (margin, expected) in COMPARE_GATES.items():
+            ours_m, ours_n = compared_embedded[builtin]
+            theirs_m, theirs_n = compared_promql[builtin]
+            assert set(ours_n) == set(theirs_n), (builtin, sorted(ours_n), sorted(theirs_n))
+            assert sum(ours_n.values()) > 0, builtin
+            for key, n in ours_n.items():
+                assert n <= theirs_n[key] + 1e-9, (builtin, key, n, theirs_n[key])
+                assert theirs_n[key] <= n * bound + 1e-9, (builtin, key, n, theirs_n[key], bound)
+            assert ours_m.comparison is not None
+            assert theirs_m.comparison is not None
+            print(
+                f"\n[compare {builtin} margin {margin}] embedded {ours_m.verdict} "
+                f"[{ours_m.comparison.lower}, {ours_m.comparison.upper}], PromQL "
+                f"{theirs_m.verdict} [{theirs_m.comparison.lower}, {theirs_m.comparison.upper}]"
+            )
+            assert ours_m.verdict is theirs_m.verdict is expected, (builtin, ours_m, theirs_m)
+        # Both versions were counted where the shadow's copies are (their servers).
+        served = compared_embedded[Builtin.successRate][1]
+        assert served["v2/total"] >= MEASURED * 0.9
+        assert served["v1/total"] >= MEASURED * 0.9
 
         # Drift: the gauge over the quiet stretch after the traffic, read by both.
         wait_until(_more_samples(scraper, prometheus_url, settled_at), 60, "quiet samples")
