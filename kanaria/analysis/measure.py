@@ -44,7 +44,9 @@ def queries(
     window = request.interval
     seconds = parse_duration(window)
     value = MetricQuery(
-        promql=gate_query(gate, model, request.version, namespace, window, request.traffic),
+        promql=gate_query(
+            gate, model, request.version, namespace, window, request.traffic, request.band
+        ),
         kind="value",
         builtin=gate.builtin,
         model=model,
@@ -53,10 +55,11 @@ def queries(
         window_seconds=seconds,
         quantile=gate.quantile,
         traffic=request.traffic,
+        band=request.band,
     )
     count = MetricQuery(
         promql=count_query(
-            gate.builtin, model, request.version, namespace, window, request.traffic
+            gate.builtin, model, request.version, namespace, window, request.traffic, request.band
         ),
         kind="count",
         builtin=gate.builtin,
@@ -65,6 +68,7 @@ def queries(
         namespace=namespace,
         window_seconds=seconds,
         traffic=request.traffic,
+        band=request.band,
     )
     return value, count
 

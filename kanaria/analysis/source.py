@@ -43,6 +43,8 @@ class MetricQuery:
     (versions that only get mirrored or preview copies)."""
     outcome: Literal["sent", "dropped", "failed"] | None = None
     """Mirror outcome counted by a ``mirror`` query."""
+    band: tuple[float, float] | None = None
+    """reviewerAgreement: the confidence band [low, high) whose review cases count."""
 
     @property
     def scraped_from(self) -> str:
@@ -50,7 +52,12 @@ class MetricQuery:
         (the version's model server)."""
         if self.kind == "mirror" or self.builtin is Builtin.shadowAgreement:
             return "router"
-        if self.builtin in (Builtin.inputDrift, Builtin.accuracy):
+        if self.builtin in (
+            Builtin.inputDrift,
+            Builtin.accuracy,
+            Builtin.reviewerAgreement,
+            Builtin.automationRate,
+        ):
             return "server"
         return self.traffic if self.builtin is not None else "router"
 

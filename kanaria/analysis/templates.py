@@ -59,9 +59,18 @@ def builtin_query(
     window: str,
     quantile: float | None = None,
     traffic: Traffic = "router",
+    band: tuple[float, float] | None = None,
 ) -> str:
     """The PromQL of a built-in gate for one version over ``window`` (e.g. "30s")."""
     m = matcher(model, version, namespace)
+    if builtin is Builtin.reviewerAgreement:
+        bands = _band_matcher(band)
+        agree = matcher(model, version, namespace, band=bands, result='="agree"')
+        both = matcher(model, version, namespace, band=bands)
+        return _ratio(names.REVIEW_AGREEMENT, agree, both, window)
+    if builtin is Builtin.automationRate:
+        automated = matcher(model, version, namespace, decision='="automated"')
+        return _ratio(names.AUTOMATION_DECISIONS, automated, m, window)
     requests, latency, infer = _traffic(traffic)
     if builtin is Builtin.successRate:
         ok = matcher(model, version, namespace, code='!~"5.."', **infer)
@@ -83,6 +92,24 @@ def builtin_query(
     return _ratio(names.FEEDBACK, correct, labelled, window)
 
 
+BAND_WIDTH = 0.05
+"""Width of the confidence bands of kanaria_review_agreement_total (label: lower edge)."""
+
+
+def band_labels(band: tuple[float, float] | None) -> list[str]:
+    """The band labels ("0.90" is [0.90, 0.95)) of the bands that overlap [low, high)."""
+    edges = [i * BAND_WIDTH for i in range(round(1 / BAND_WIDTH))]
+    if band is None:
+        return [f"{e:.2f}" for e in edges]
+    low, high = band  # every band overlapping [low, high)
+    return [f"{e:.2f}" for e in edges if e < high - 1e-9 and e + BAND_WIDTH > low + 1e-9]
+
+
+def _band_matcher(band: tuple[float, float] | None) -> str:
+    labels = band_labels(band) or ["none"]
+    return '=~"' + "|".join(label.replace(".", "\\\\.") for label in labels) + '"'
+
+
 def _traffic(traffic: Traffic) -> tuple[str, str, dict[str, str]]:
     """Request counter, latency histogram and extra matchers for where traffic is counted."""
     if traffic == "server":
@@ -97,6 +124,7 @@ def count_query(
     namespace: str | None,
     window: str,
     traffic: Traffic = "router",
+    band: tuple[float, float] | None = None,
 ) -> str:
     """How many observations a gate's value rests on (for ``minRequests``): router
     requests for traffic gates and custom queries, infer requests seen by the model
@@ -111,6 +139,11 @@ def count_query(
     if builtin is Builtin.accuracy:
         m = matcher(model, version, namespace, result='=~"correct|incorrect"')
         return _increase(names.FEEDBACK, m, window)
+    if builtin is Builtin.reviewerAgreement:
+        m = matcher(model, version, namespace, band=_band_matcher(band))
+        return _increase(names.REVIEW_AGREEMENT, m, window)
+    if builtin is Builtin.automationRate:
+        return _increase(names.AUTOMATION_DECISIONS, matcher(model, version, namespace), window)
     requests, _, infer = _traffic(traffic)
     return _increase(requests, matcher(model, version, namespace, **infer), window)
 
@@ -140,11 +173,12 @@ def gate_query(
     namespace: str | None,
     window: str,
     traffic: Traffic = "router",
+    band: tuple[float, float] | None = None,
 ) -> str:
     """The resolved PromQL of any gate."""
     if gate.builtin is not None:
         return builtin_query(
-            gate.builtin, model, version, namespace, window, gate.quantile, traffic
+            gate.builtin, model, version, namespace, window, gate.quantile, traffic, band
         )
     assert gate.query is not None  # guaranteed by MetricGate's validator
     return render_custom(gate.query, model, version, namespace, window)

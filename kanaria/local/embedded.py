@@ -17,7 +17,7 @@ from datetime import datetime
 
 from kanaria import metric_names as names
 from kanaria.analysis import MetricQuery, NoDataError, UnsupportedQueryError
-from kanaria.analysis.templates import DEFAULT_QUANTILE
+from kanaria.analysis.templates import DEFAULT_QUANTILE, band_labels
 from kanaria.api import Builtin
 from kanaria.local.scrape import Scraper
 
@@ -105,6 +105,10 @@ class EmbeddedSource:
             if value is None:
                 raise NoDataError("no requests in the window")
             return value
+        if builtin in (Builtin.reviewerAgreement, Builtin.automationRate):
+            hits, seen = self._automation(builtin, query)
+            what = "review labels" if builtin is Builtin.reviewerAgreement else "decisions"
+            return _ratio(hits, seen, what)
         if builtin is Builtin.inputDrift:
             drift = self.scraper.gauge_max(
                 names.INPUT_DRIFT,
@@ -146,7 +150,30 @@ class EmbeddedSource:
             return self._results(names.FEEDBACK, query).get("incorrect", 0.0)
         return sum(n for code, n in self._requests(query).items() if code.startswith("5"))
 
+    def _automation(self, builtin: Builtin, query: MetricQuery) -> tuple[float, float]:
+        """(good, total): agreeing labels and all labels on review cases in the query's
+        bands (reviewerAgreement), or automated and all decisions (automationRate)."""
+        match = {"model": query.model, "version": query.version}
+        if builtin is Builtin.automationRate:
+            d = self.scraper.counter_increase(
+                names.AUTOMATION_DECISIONS, match, query.window_seconds, by="decision"
+            )
+            return d.get("automated", 0.0), sum(d.values())
+        wanted = set(band_labels(query.band))
+        r = self.scraper.counter_increase(
+            names.REVIEW_AGREEMENT, match, query.window_seconds, by=("band", "result")
+        )
+        agree = total = 0.0
+        for key, n in r.items():
+            band, _, result = key.partition("/")
+            if band in wanted:
+                total += n
+                agree += n if result == "agree" else 0.0
+        return agree, total
+
     def _count(self, builtin: Builtin, query: MetricQuery) -> float:
+        if builtin in (Builtin.reviewerAgreement, Builtin.automationRate):
+            return self._automation(builtin, query)[1]
         if builtin is Builtin.inputDrift:
             return sum(
                 self.scraper.counter_increase(

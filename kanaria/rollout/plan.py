@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus, Phase
+from kanaria.api import Builtin, ModelDeploymentSpec, ModelDeploymentStatus, Phase
 from kanaria.durations import format_duration
 from kanaria.rollout.gates import analysis_request, applicable_gates
 from kanaria.rollout.pass_state import ACTIVE_PHASES, due
 from kanaria.rollout.retrain import retraining_gate
 from kanaria.rollout.stages import stage_of
 from kanaria.rollout.types import MeasurementRequest
+
+
+def with_band(request: MeasurementRequest, status: ModelDeploymentStatus) -> MeasurementRequest:
+    """A reviewerAgreement request of an automation ramp judges the band the next
+    setThreshold step automates: [next threshold, current threshold) (up to 1 in
+    assist); past the last step, everything below the current threshold."""
+    auto = status.automation
+    if request.gate.builtin is not Builtin.reviewerAgreement or auto is None:
+        return request
+    high = 1.0 + 1e-9 if auto.mode == "assist" else auto.threshold
+    low = auto.nextThreshold if auto.nextThreshold is not None else 0.0
+    return request.model_copy(update={"band": (low, high)})
 
 
 def plan_measurements(
@@ -35,14 +47,17 @@ def plan_measurements(
     if status.phase in ACTIVE_PHASES and cand is not None and gates and due(status, interval, now):
         stable = status.stable.version if status.stable is not None else None
         out.extend(
-            analysis_request(
-                spec,
-                gate,
-                cand.version,
-                stable,
-                status.stepStartedAt or status.analysisStartedAt,
-                window,
-                stage.traffic if stage is not None else "router",
+            with_band(
+                analysis_request(
+                    spec,
+                    gate,
+                    cand.version,
+                    stable,
+                    status.stepStartedAt or status.analysisStartedAt,
+                    window,
+                    stage.traffic if stage is not None else "router",
+                ),
+                status,
             )
             for gate in gates
         )

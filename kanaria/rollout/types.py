@@ -84,6 +84,9 @@ class MeasurementRequest(_Value):
     """Look-back window (the analysis interval, e.g. 30s)."""
     minRequests: int = 0
     """Requests needed in the window for a verdict; fewer is Inconclusive."""
+    band: tuple[float, float] | None = None
+    """reviewerAgreement: the confidence band [low, high) whose review cases count (the
+    band the next setThreshold step automates); None: every review case."""
     traffic: Literal["router", "server"] = "router"
     """Where the version's requests are counted. router: it answers clients, so success
     rate and latency come from the router's metrics; server: it only sees mirrored or

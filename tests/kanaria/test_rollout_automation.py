@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from kanaria.api import Measurement, ModelDeploymentSpec, Phase, Verdict
+from kanaria.analysis.templates import band_labels, builtin_query
+from kanaria.api import Builtin, Measurement, ModelDeploymentSpec, Phase, Verdict
 from kanaria.rollout import Observations, VersionObservation, decide
 
 from .rollout_sim import SUCCESS_GATE, Sim
@@ -187,3 +188,24 @@ def test_bad_ramps_are_refused(
         data["automation"] = automation
     with pytest.raises(ValidationError, match=expected):
         ModelDeploymentSpec.model_validate(data)
+
+
+def test_agreement_is_judged_on_the_band_automated_next() -> None:
+    sim = started()
+    sim.now += timedelta(seconds=30)
+    bands = {r.gate.name: r.band for r in sim.requests()}
+    assert bands["success"] is None
+    low, high = bands["agreement"] or (0.0, 0.0)
+    assert (low, high >= 1.0) == (0.97, True)  # assist: [0.97, 1]
+    sim.now -= timedelta(seconds=30)
+    round_(sim, OK)
+    sim.now += timedelta(seconds=30)
+    assert {r.gate.name: r.band for r in sim.requests()}["agreement"] == (0.9, 0.97)
+
+
+def test_band_labels_cover_the_bands_that_overlap() -> None:
+    assert band_labels((0.9, 0.97)) == ["0.90", "0.95"]
+    assert band_labels((0.97, 1.0 + 1e-9)) == ["0.95"]
+    assert band_labels((0.8, 0.9)) == ["0.80", "0.85"]
+    query = builtin_query(Builtin.reviewerAgreement, "m", "v", None, "30s", band=(0.9, 0.97))
+    assert 'band=~"0\\\\.90|0\\\\.95"' in query
