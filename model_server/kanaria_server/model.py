@@ -76,7 +76,8 @@ def _spec(arg: Any, what: str) -> TensorSpec:
 
 
 def read_model_bytes(uri: str, sha256: str | None, timeout_s: float, what: str = "model") -> bytes:
-    """Fetch ``what`` from a path, file:// URI or http(s):// URL and verify its SHA-256."""
+    """Fetch ``what`` from a path, file:// URI, http(s):// URL or s3:// URI (see
+    :mod:`kanaria_server.fetch_s3`) and verify its SHA-256, the same way for each."""
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme in ("http", "https"):
         import httpx  # noqa: PLC0415 (only needed for remote models)
@@ -88,6 +89,10 @@ def read_model_bytes(uri: str, sha256: str | None, timeout_s: float, what: str =
         if response.status_code != 200:
             raise ModelLoadError(f"cannot download {what} {uri}: HTTP {response.status_code}")
         data = response.content
+    elif parsed.scheme == "s3":
+        from kanaria_server.fetch_s3 import read_s3  # noqa: PLC0415 (only for s3:// models)
+
+        data = read_s3(uri, timeout_s, what)
     elif parsed.scheme in ("file", ""):
         path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri)
         try:
@@ -99,7 +104,7 @@ def read_model_bytes(uri: str, sha256: str | None, timeout_s: float, what: str =
     else:
         raise ModelLoadError(
             f"unsupported {what} URI scheme {parsed.scheme!r} in {uri!r} "
-            "(use a path, file://, http:// or https://)"
+            "(use a path, file://, http://, https:// or s3://)"
         )
     if sha256 is not None:
         actual = hashlib.sha256(data).hexdigest()

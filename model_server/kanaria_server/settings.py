@@ -20,7 +20,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KANARIA_", extra="forbid", frozen=True)
 
-    model: str = Field(description="ONNX model: a local path, file:// URI or http(s):// URL.")
+    model: str = Field(
+        description="ONNX model: a local path, file:// URI, http(s):// URL or s3://bucket/key "
+        "(credentials, region and endpoint from the AWS_* variables: docs/serving.md)."
+    )
     name: str = Field(
         description="Model name served at /v2/models/{name} (the ModelDeployment's name).",
         min_length=1,
@@ -33,8 +36,8 @@ class Settings(BaseSettings):
     )
     reference: str | None = Field(
         default=None,
-        description="Reference input profile (JSON from `kanaria profile`; path, file:// or "
-        "http(s)://) for drift metrics.",
+        description="Reference input profile (JSON from `kanaria profile`; path, file://, "
+        "http(s):// or s3://) for drift metrics.",
     )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port to listen on.")
@@ -85,7 +88,7 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="Seconds a prediction waits for its label at most."
     )
     download_timeout_s: float = Field(
-        default=300.0, gt=0, description="Seconds allowed to download an http(s) model."
+        default=300.0, gt=0, description="Seconds allowed to download an http(s) or s3 model."
     )
     chaos_error_rate: float = Field(
         default=0.0,
