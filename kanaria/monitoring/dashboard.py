@@ -154,6 +154,23 @@ def _rows() -> tuple[RowSpec, ...]:
                     stacked=True,
                 ),
                 PanelSpec(
+                    "Compare gates: candidate vs stable",
+                    "Each compare gate's last look at the candidate: the compared quantity "
+                    "(estimate: candidate minus or over the stable), its confidence-sequence "
+                    "interval (lower, upper) and the limit. The gate fails once lower is "
+                    "above the limit and passes once upper is at or below it; in between "
+                    "it waits for data. Output shares are two-sided: a class share that "
+                    "falls by more than the limit fails too.",
+                    (
+                        Query(
+                            f"max by ({VERSION_KEYS}, metric, quantity) "
+                            f"({m.ANALYSIS_COMPARISON}{{{SEL}}})",
+                            V + " {{metric}} {{quantity}}",
+                        ),
+                    ),
+                    per_version=True,
+                ),
+                PanelSpec(
                     "Rollout events",
                     "Engine events (Promoted, RolledBack, ...).",
                     (

@@ -5,7 +5,8 @@ metrics next to a real data plane. This process feeds the operator's own metric
 objects (``kanaria_operator.metrics.LOOP``, the shared
 :class:`kanaria.loop_metrics.LoopMetrics`, through the same ``record_pass`` the
 reconcile loop calls) one canary rollout in progress, keeps recording analysis
-passes, and serves them on 127.0.0.1 until SIGTERM.
+passes (a threshold gate's, and a compare gate's with its evidence), and serves
+them on 127.0.0.1 until SIGTERM.
 
     python -m tests.kanaria.monitoring.operator_metrics_exporter --port 9100 \
         --model fraud --stable v1 --candidate v2 --shadow v3
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 
 from kanaria_operator.metrics import LOOP
 
-from kanaria.api import Measurement, ModelDeploymentStatus, Verdict
+from kanaria.api import Comparison, Measurement, ModelDeploymentStatus, Verdict
 from kanaria.rollout import Decision, Event, Observations
 
 NAMESPACE = "default"
@@ -71,7 +72,26 @@ def main(argv: list[str] | None = None) -> int:
         measurement = Measurement(
             metric="success-rate", version=args.candidate, verdict=verdict, time=datetime.now(UTC)
         )
-        observations = Observations(measurements=[measurement])
+        evidence = Comparison.model_validate(
+            {
+                "test": "difference",
+                "candidate": {"version": args.candidate, "requests": 100 + passes, "events": 1},
+                "stable": {"version": args.stable, "requests": 300 + passes, "events": 3},
+                "estimate": 0.0,
+                "lower": -0.02,
+                "upper": 0.02,
+                "limit": 0.01,
+                "confidence": 0.99,
+            }
+        )
+        compared = Measurement(
+            metric="errors-vs-stable",
+            version=args.candidate,
+            verdict=Verdict.Inconclusive,
+            time=datetime.now(UTC),
+            comparison=evidence,
+        )
+        observations = Observations(measurements=[measurement, compared])
         LOOP.record_pass(NAMESPACE, args.model, observations, Decision(status=status), time.time())
         LOOP.observe_latency(time.perf_counter() - started)
         passes += 1
