@@ -3,15 +3,20 @@
 People would rather look than read: the top panel shows each version's share
 of traffic (and mirrored share, dashed) over time, the panels below show each
 gate's measured values coloured by verdict with the gate's bounds, and phase
-changes are marked on every panel. The data is the history ``kanaria up``
+changes are marked on every panel. A compare gate's panel shows what it decided
+on instead: the compared quantity (candidate minus or over the stable), its
+confidence-sequence interval as a band, and the limit the band is held against,
+so the picture says why it waited, promoted or rolled back. The data is the history ``kanaria up``
 appends to its state directory on every pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,97 @@ PHASE_COLOURS = {
     "Healthy": "tab:green",
     "Degraded": "tab:gray",
 }
+
+
+@dataclass(frozen=True)
+class ComparisonPoint:
+    """One look of a compare gate, as drawn: when, the compared quantity, its interval,
+    the limit, and the verdict."""
+
+    x: float
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    limit: float
+    verdict: str
+    two_sided: bool = False
+    """Output shares: a change beyond -limit fails too, so both are drawn."""
+
+
+def _finite(x: Any) -> float | None:
+    """A number to draw, or None (missing, or an open end of a ratio's interval)."""
+    if isinstance(x, int | float) and math.isfinite(x):
+        return float(x)
+    return None
+
+
+def comparisons(
+    history: list[HistoryPoint], t0: float
+) -> dict[tuple[str, str], list[ComparisonPoint]]:
+    """The compare gates' looks by (metric, version), from the evidence ``kanaria up``
+    keeps with each measurement (older histories without it give none)."""
+    out: dict[tuple[str, str], list[ComparisonPoint]] = defaultdict(list)
+    for p in history:
+        for m in p.measurements:
+            c = m.get("comparison")
+            if not isinstance(c, dict) or _finite(c.get("limit")) is None:
+                continue
+            out[(str(m.get("metric")), str(m.get("version")))].append(
+                ComparisonPoint(
+                    x=p.t - t0,
+                    estimate=_finite(c.get("estimate")),
+                    lower=_finite(c.get("lower")),
+                    upper=_finite(c.get("upper")),
+                    limit=float(c["limit"]),
+                    verdict=str(m.get("verdict")),
+                    two_sided=c.get("test") == "shares",
+                )
+            )
+    return dict(out)
+
+
+def draw_comparison(ax: Any, points: list[ComparisonPoint], colour: Any, version: str) -> None:
+    """The estimate (points coloured by verdict), its interval as a band, and the limit:
+    Failed once the band lies above the limit, Successful once it lies at or below."""
+    band = [p for p in points if p.lower is not None and p.upper is not None]
+    if band:
+        ax.fill_between(
+            [p.x for p in band],
+            [p.lower for p in band],
+            [p.upper for p in band],
+            color=colour,
+            alpha=0.2,
+            step="post",
+            linewidth=0,
+            label=f"{version} interval",
+        )
+    known = [p for p in points if p.estimate is not None]
+    if known:
+        ax.plot([p.x for p in known], [p.estimate for p in known], color=colour, linewidth=1.2)
+    for verdict, dot in VERDICT_COLOURS.items():
+        pts = [p for p in known if p.verdict == verdict]
+        if pts:
+            ax.scatter(
+                [p.x for p in pts],
+                [p.estimate for p in pts],
+                color=dot,
+                edgecolors=[colour],
+                s=22,
+                zorder=2,
+                label=verdict,
+            )
+    limits = {p.limit for p in points} | {-p.limit for p in points if p.two_sided}
+    for limit in sorted(limits):
+        ax.axhline(limit, color="k", linestyle="--", linewidth=1, label=f"limit {limit:g}")
+    # Early intervals are as wide as the whole range: keep the limit and the recent
+    # band readable by bounding the view to what the last looks span.
+    recent = band[-max(3, len(band) // 3) :]
+    if recent:
+        ends = [v for p in recent for v in (p.lower, p.upper) if v is not None]
+        ends += sorted(limits)
+        top, bottom = max(ends), min(ends)
+        pad = (top - bottom) * 0.15 or 0.01
+        ax.set_ylim(bottom - pad, top + pad)
 
 
 class ReportError(Exception):
@@ -129,6 +225,7 @@ def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str,
             series[(str(m.get("metric")), str(m.get("version")))].append(
                 (p.t - t0, float(value) if value is not None else None, str(m.get("verdict")))
             )
+    compared = comparisons(history, t0)
     metrics = sorted({metric for metric, _ in series})
     gates = _gates(spec)
     rows = 2 + len(metrics)
@@ -171,8 +268,13 @@ def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str,
     for row, metric in enumerate(metrics, start=2):
         ax_m = axes[row][0]
         gate = gates.get(metric, {})
+        drawn = {v for (m_name, v) in compared if m_name == metric}
+        for version in sorted(drawn):
+            draw_comparison(
+                ax_m, compared[(metric, version)], version_colour.get(version, "0.6"), version
+            )
         for (m_name, version), points in sorted(series.items()):
-            if m_name != metric:
+            if m_name != metric or version in drawn:
                 continue
             known = [(x, y, verdict) for x, y, verdict in points if y is not None]
             if known:
@@ -215,8 +317,9 @@ def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str,
                     linewidth=1,
                     label=f"{bound} {gate[bound]:g}",
                 )
-        unit = " (s)" if gate.get("builtin") == "latencyP99" else ""
-        ax_m.set_ylabel(f"{metric}{unit}", fontsize=9)
+        unit = " (s)" if gate.get("builtin") == "latencyP99" and not drawn else ""
+        against = " vs stable" if drawn else ""
+        ax_m.set_ylabel(f"{metric}{unit}{against}", fontsize=9)
         handles, labels = ax_m.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=False))
         ax_m.legend(

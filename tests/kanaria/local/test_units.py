@@ -3,6 +3,7 @@ embedded source, the routes document, the status view and the report."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -327,3 +328,83 @@ def test_report_draws_a_png(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(report.ReportError, match="only 1 history point"):
         report.render(history[:1], tmp_path / "x.png", "m", spec)
+
+
+def test_report_draws_a_compare_gates_interval_and_limit(tmp_path: Path) -> None:
+    """A compare gate's panel shows the estimate, its band and the limit (not a value
+    against min/max), from the evidence kanaria up keeps in its history."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def look(t: float, lower: float, upper: float, verdict: str) -> HistoryPoint:
+        comparison = {"estimate": (lower + upper) / 2, "lower": lower, "upper": upper}
+        return HistoryPoint(
+            t=t,
+            phase="Progressing",
+            stable="v1",
+            candidate="v2",
+            weights={"v1": 50, "v2": 50},
+            measurements=[
+                {
+                    "metric": "errors-vs-stable",
+                    "version": "v2",
+                    "value": (lower + upper) / 2,
+                    "verdict": verdict,
+                    "comparison": {**comparison, "limit": 0.01, "test": "difference"},
+                }
+            ],
+        )
+
+    history = [
+        HistoryPoint(t=0.0, phase="Healthy", stable="v1", weights={"v1": 100}),
+        look(5.0, -0.2, 0.25, "Inconclusive"),
+        look(7.5, -0.05, 0.09, "Inconclusive"),
+        look(10.0, -0.01, 0.06, "Inconclusive"),
+        look(15.0, 0.012, 0.05, "Failed"),
+    ]
+    points = report.comparisons(history, 0.0)[("errors-vs-stable", "v2")]
+    assert [(p.x, p.lower, p.upper, p.limit, p.verdict) for p in points][-1] == (
+        15.0,
+        0.012,
+        0.05,
+        0.01,
+        "Failed",
+    )
+    fig, ax = plt.subplots()
+    try:
+        report.draw_comparison(ax, points, "tab:blue", "v2")
+        labels = ax.get_legend_handles_labels()[1]
+        assert {"v2 interval", "limit 0.01", "Failed"} <= set(labels)
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert [np.asarray(line.get_ydata(), dtype=float)[0] for line in dashed] == [0.01]
+        low, high = ax.get_ylim()
+        assert low < 0.01 < high < 0.25  # the recent band, not the first one
+    finally:
+        plt.close(fig)
+    # output shares are two-sided: a share falling by more than the limit fails too
+    shares = [replace(p, two_sided=True) for p in points]
+    fig, ax = plt.subplots()
+    try:
+        report.draw_comparison(ax, shares, "tab:blue", "v2")
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert [np.asarray(line.get_ydata(), dtype=float)[0] for line in dashed] == [-0.01, 0.01]
+    finally:
+        plt.close(fig)
+    spec = {
+        "spec": {
+            "analysis": {
+                "metrics": [
+                    {
+                        "name": "errors-vs-stable",
+                        "builtin": "errorRate",
+                        "compare": {"margin": 0.01},
+                    }
+                ]
+            }
+        }
+    }
+    out = report.render(history, tmp_path / "r.png", "m", spec)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
