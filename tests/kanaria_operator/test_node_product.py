@@ -36,7 +36,7 @@ from tests.kanaria_operator.node_env import (
     service_ip,
     wait_for,
 )
-from tests.support import procs
+from tests.support import contract, procs
 from tests.support.node import FIGURES, NodeCluster
 
 pytestmark = [pytest.mark.realnode, pytest.mark.prometheus, pytest.mark.slow]
@@ -263,21 +263,39 @@ def infer_v2(url: str, name: str, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_canary_promotes_and_a_faulty_version_rolls_back_on_its_own(
-    platform: Platform, node_namespace: str
-) -> None:
+class NodeTarget:
+    """The operator on the real node as a :class:`tests.support.contract.Target`."""
+
+    def __init__(self, deployed: Deployed) -> None:
+        self.d = deployed
+
+    def source(self, version: str) -> dict[str, str]:
+        return self.d.platform.models.source(version)
+
+    def apply(self, spec: dict[str, Any]) -> None:
+        patch_spec(self.d.cluster, self.d.namespace, self.d.name, spec)
+
+    def wait(self, check: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+        return self.d.wait(check, what)
+
+    def instances(self, version: str) -> set[str]:
+        return set(self.d.model_pods(version).values())
+
+    def failures(self) -> int:
+        return self.d.client.stats.not_injected_failures()
+
+
+def test_the_loop_contract_on_real_pods(platform: Platform, node_namespace: str) -> None:
+    """The contract scenarios kanaria up runs too (tests/kanaria/local/test_contract.py):
+    a canary promoted and the old version's pods deleted only after the routers run
+    routes without it; a faulty version (chaos flags on that version only) rolled back
+    on its own with the stable's pods untouched, and the reaction time printed; new
+    server settings replacing the stable's pods. Plus what only a cluster shows: V2
+    answers through the Service, the printer columns and `kanaria status`."""
     models = platform.models
-    strategy = {
-        "canary": {
-            "steps": [
-                {"setWeight": 25},
-                {"analysis": {"rounds": 2}},
-                {"setWeight": 50},
-                {"analysis": {"rounds": 1}},
-            ]
-        }
-    }
-    d = deploy(platform, node_namespace, node_md("fraud", models.source("v1"), strategy, 2))
+    first = node_md("fraud", models.source("v1"), contract.CANARY)
+    d = deploy(platform, node_namespace, first)
+    target = NodeTarget(d)
     try:
         ip = service_ip(d.cluster, node_namespace, "fraud")
         rows = np.random.default_rng(1).normal(size=(4, WIDTH)).astype(np.float32)
@@ -285,27 +303,21 @@ def test_canary_promotes_and_a_faulty_version_rolls_back_on_its_own(
         np.testing.assert_allclose(infer_v2(f"{ip}:80", "fraud", rows), expected, rtol=1e-5)
 
         started = time.monotonic()
-        patch_spec(d.cluster, node_namespace, "fraud", {"model": models.source("v2")})
-        d.wait(healthy_on("v2"), "v2 promoted")
-        FIGURES.append(f"canary v1 -> v2 promoted in {time.monotonic() - started:.1f}s")
+        contract.promoted_then_old_version_stopped(target, "v1", "v2")
+        FIGURES.append(f"canary v1 -> v2 promoted, v1 stopped in {time.monotonic() - started:.1f}s")
         table = d.cluster.kubectl("get", "mdep", "fraud", "-n", node_namespace).stdout
         header, row = table.strip().splitlines()
         assert header.split()[:6] == ["NAME", "STABLE", "CANDIDATE", "STRATEGY", "PHASE", "WEIGHT"]
         assert row.split()[:4] == ["fraud", "v2", "canary", "Healthy"]
-        stable_pods = d.model_pods("v2")
 
-        faulty = {"model": models.source("v3"), "server": {"args": ["--chaos-error-rate", "0.5"]}}
         started = time.monotonic()
-        patch_spec(d.cluster, node_namespace, "fraud", faulty)
-        status = d.wait(lambda s: s.get("phase") == "RolledBack", "v3 rolled back")
+        contract.faulty_candidate_leaves_the_stable_running(target, "v2", "v3")
         bad_from = d.watch.seen(lambda s: (s.get("weights") or {}).get("v3", 0) > 0, started)
         back_at = d.watch.seen(lambda s: s.get("phase") == "RolledBack", started)
         FIGURES.append(
             f"faulty v3: bad metrics (first traffic) to 100% stable in {back_at - bad_from:.1f}s "
             f"= {(back_at - bad_from) / INTERVAL_S:.1f} analysis intervals"
         )
-        assert status["weights"] == {"v2": 100}
-        assert d.model_pods("v2") == stable_pods  # the chaos flags never reached the stable
         view = subprocess.run(
             [sys.executable, "-m", "kanaria", "status", "fraud", "-n", node_namespace,
              "--kubeconfig", str(d.cluster.kubeconfig)],
@@ -314,6 +326,8 @@ def test_canary_promotes_and_a_faulty_version_rolls_back_on_its_own(
         assert view.returncode == 0, view.stderr
         assert "RolledBack" in view.stdout
         assert "v2" in view.stdout
+
+        contract.new_server_settings_replace_the_stable(target, "v2")
     finally:
         d.stop_client()
     assert d.client.stats.injected > 0  # the faulty version did fail, and was caught
