@@ -103,16 +103,73 @@ class _Status(BaseModel):
 class ModelSource(_Spec):
     """The model version to serve: where the ONNX file is and how to verify it."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "!self.uri.startsWith('s3://') || self.uri.matches('^s3://[^/]+/.+$')",
+                "spec.model.uri: an s3:// URI names a bucket and a key: "
+                "s3://bucket/path/model.onnx",
+                ".uri",
+            ),
+            _cel(
+                "!has(self.referenceProfile) || !self.referenceProfile.startsWith('s3://') "
+                "|| self.referenceProfile.matches('^s3://[^/]+/.+$')",
+                "spec.model.referenceProfile: an s3:// URI names a bucket and a key: "
+                "s3://bucket/path/profile.json",
+                ".referenceProfile",
+            ),
+            _cel(
+                "!has(self.credentialsSecret) || self.uri.startsWith('s3://') "
+                "|| (has(self.referenceProfile) && self.referenceProfile.startsWith('s3://'))",
+                "spec.model.credentialsSecret: only s3:// URIs use it; uri or "
+                "referenceProfile must be an s3:// URI",
+                ".credentialsSecret",
+            ),
+        )
+    )
+
     version: str = Field(pattern=VERSION_PATTERN, max_length=63)
     """Version name (e.g. v2). Changing it starts a rollout from the current stable version."""
     uri: str = Field(min_length=1, max_length=2048)
-    """Where the ONNX file is: https://, http://, s3:// or file:// URL, or a local path."""
+    """Where the ONNX file is: https://, http://, s3:// or file:// URL, or a local path.
+    s3://bucket/key reads credentials, region and endpoint from the model server's AWS_*
+    environment variables (on Kubernetes: from credentialsSecret)."""
     sha256: str | None = Field(default=None, pattern=r"^[a-f0-9]{64}$", max_length=64)
     """Expected SHA-256 of the ONNX file (64 lowercase hex digits). Optional; if set, a
     mismatching file is refused by the model server."""
     referenceProfile: str | None = Field(default=None, max_length=2048)
     """URI of the reference input profile (JSON) used for input drift (PSI). Default: none,
     so no drift metric is exported for this version."""
+    credentialsSecret: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        max_length=253,
+    )
+    """Kubernetes only: Secret in the ModelDeployment's namespace whose keys become the
+    model-server container's environment for s3:// URIs. Required keys:
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; optional: AWS_SESSION_TOKEN, AWS_REGION,
+    AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, S3_ENDPOINT, S3_USE_HTTPS,
+    S3_VERIFY_SSL. It applies to every running version read from S3: changing it restarts
+    their pods. Default: none (IAM roles for service accounts or node credentials, if any). Under
+    `kanaria up` the model servers use kanaria up's own environment instead."""
+
+    @model_validator(mode="after")
+    def _s3_uris_name_bucket_and_key(self) -> ModelSource:
+        for field, uri in (("uri", self.uri), ("referenceProfile", self.referenceProfile)):
+            if uri is not None and uri.startswith("s3://"):
+                bucket, _, key = uri[len("s3://") :].partition("/")
+                if not bucket or not key:
+                    raise ValueError(
+                        f"{field}: an s3:// URI names a bucket and a key: s3://bucket/path/file"
+                    )
+        if self.credentialsSecret is not None and not any(
+            u is not None and u.startswith("s3://") for u in (self.uri, self.referenceProfile)
+        ):
+            raise ValueError(
+                "credentialsSecret: only s3:// URIs use it; uri or referenceProfile must be "
+                "an s3:// URI"
+            )
+        return self
 
 
 class ResourceList(_Spec):

@@ -147,6 +147,41 @@ def _env(values: Mapping[str, str | None]) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in values.items() if v is not None]
 
 
+S3_REQUIRED_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+"""Keys of ``spec.model.credentialsSecret`` a model server needs: without them the pod
+waits in CreateContainerConfigError naming the missing key, which status shows."""
+S3_OPTIONAL_KEYS = (
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "S3_ENDPOINT",
+    "S3_USE_HTTPS",
+    "S3_VERIFY_SSL",
+)
+"""Keys of that Secret passed on when present (the variables kanaria_server.fetch_s3
+reads, as KServe and Seldon name them)."""
+
+
+def s3_credentials_env(secret: str) -> list[dict[str, Any]]:
+    """Environment entries taking the S3 settings from the Secret ``secret``, key by key.
+
+    Named keys (``secretKeyRef``) rather than ``envFrom``: a Secret can then hold
+    nothing that overrides the server's own KANARIA_* settings. The variables are read
+    once when the pod starts, which is when the model is fetched.
+    """
+    return [
+        {
+            "name": key,
+            "valueFrom": {
+                "secretKeyRef": {"name": secret, "key": key, "optional": key in S3_OPTIONAL_KEYS}
+            },
+        }
+        for key in (*S3_REQUIRED_KEYS, *S3_OPTIONAL_KEYS)
+    ]
+
+
 def version_deployment(
     owner: Owner, spec: ModelDeploymentSpec, live: LiveVersion, images: Images
 ) -> dict[str, Any]:
@@ -177,6 +212,12 @@ def version_deployment(
             "XDG_CACHE_HOME": "/var/cache/kanaria",
         }
     )
+    # Only versions read from S3 get the Secret: an http(s) stable version's pods are not
+    # restarted (nor held up by a missing Secret) when a candidate moves to S3.
+    if spec.model.credentialsSecret and any(
+        (uri or "").startswith("s3://") for uri in (live.uri, live.referenceProfile)
+    ):
+        env.extend(s3_credentials_env(spec.model.credentialsSecret))
     container: dict[str, Any] = {
         "name": "model-server",
         "image": server.image or images.server,
