@@ -45,11 +45,45 @@ def progress(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> tuple[
         stage = status.stage or "Preview"
         done = order.index(stage) if stage in order else 0
         return done / len(order), f"blue-green {stage.lower()}"
+    if kind == "automation":
+        ramp = spec.strategy.automation
+        total = len(ramp.steps) if ramp else 0
+        step = status.currentStep or 0
+        if total == 0 or status.stage != "Automating":
+            return (1.0 if status.stage == "Switching" else 0.0), "automation ramp"
+        return step / total, f"automation ramp: {min(step, total)}/{total} steps done"
     shadow = spec.strategy.shadow
     needed = shadow.analysis.rounds if shadow else 1
     return min(status.successfulRounds / needed, 1.0), (
         f"shadow {status.successfulRounds}/{needed} rounds passed"
     )
+
+
+def degree(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> str:
+    """The degree of automation in force, in words ("" without spec.automation): the
+    ramp's (status.automation) or the spec's, with the band the ramp judges next."""
+    conf = spec.automation
+    if conf is None:
+        return ""
+    auto = status.automation
+    if auto is None or conf.mode == "assist":
+        mode, threshold, version = conf.mode, conf.threshold, ""
+    else:
+        mode, threshold, version = auto.mode, auto.threshold, f" on {auto.version}"
+    text = f"{mode}{version}" + (f" at confidence >= {threshold:g}" if mode == "partial" else "")
+    if mode == "assist":
+        text += " (every answer reviewed)"
+    if auto is not None and status.stage == "Automating":
+        if auto.nextThreshold is not None:
+            text += f"; next step {auto.nextThreshold:g}"
+        if auto.safeThreshold is not None:
+            text += f"; last safe {auto.safeThreshold:g}"
+        if auto.fallbacks:
+            text += f"; moved back {auto.fallbacks}x"
+    if conf.review is not None:
+        sinks = [n for n in ("webhook", "labelStudio") if getattr(conf.review, n) is not None]
+        text += f"; review to {', '.join(sinks)}"
+    return text
 
 
 def _age(when: datetime | None, now: datetime) -> str:
@@ -173,6 +207,9 @@ def render(
         )
     if not versions:
         lines.append("  (no versions running yet)")
+    automation = degree(spec, status)
+    if automation:
+        lines.append(f"  automation  {automation}")
     lines.append("")
     lines.append(f"  progress  {bar(fraction)} {fraction * 100:3.0f}%  {label}")
     active = status.candidate is not None and status.phase in ("Progressing", "Paused", "Promoting")

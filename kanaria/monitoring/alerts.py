@@ -51,6 +51,10 @@ DISAGREEMENT_RATIO: Final = 0.10
 """Share of shadow answers that differ from the primary's."""
 MIN_COMPARISONS: Final = 20
 """Comparisons needed in the window before disagreement is judged."""
+AGREEMENT_COLLAPSED: Final = 0.8
+"""Reviewer agreement with the model's suggestions below which it has collapsed."""
+MIN_REVIEW_LABELS: Final = 20
+"""Reviewers' labels needed in the window before agreement is judged."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,57 @@ def _alerts() -> list[Alert]:
                 "the difference is expected (a new model is meant to answer differently). "
                 "2. If not, keep it from graduating: `kanaria abort {{ $labels.model }}`. "
                 "3. Compare the Output class mix of both versions to see where they differ."
+            ),
+        ),
+        Alert(
+            name="KanariaReviewQueueDropping",
+            expr=(
+                f'sum by ({MODEL_KEYS}, sink) (rate({m.REVIEW_CASES}{{outcome="dropped"}}[5m])) > 0'
+            ),
+            duration="5m",
+            severity="warning",
+            summary=(
+                "Review cases of {{ $labels.model }} are dropped at the {{ $labels.sink }} sink"
+            ),
+            description=(
+                "The sink's buffer is full: review cases are dropped (clients are not slowed, "
+                "but reviewers never see these cases and their labels never come back)."
+            ),
+            runbook=(
+                "1. Is the sink up? The router log names each failed delivery; "
+                "kanaria_review_delivery_retries_total rising means it answers with errors. "
+                "2. Is it slower than the review rate? Raise spec.automation.review.bufferSize "
+                "for bursts, or lower the review rate (a lower threshold automates more). "
+                "3. Cases already dropped are lost: those answers were still returned to "
+                "clients marked review."
+            ),
+        ),
+        Alert(
+            name="KanariaReviewerAgreementCollapsed",
+            expr=(
+                f"((sum by ({VERSION_KEYS}) (increase({m.REVIEW_AGREEMENT}"
+                f'{{result="agree"}}[30m])) or 0 * sum by ({VERSION_KEYS}) '
+                f"(increase({m.REVIEW_AGREEMENT}[30m]))) / sum by ({VERSION_KEYS}) "
+                f"(increase({m.REVIEW_AGREEMENT}[30m]))) < {AGREEMENT_COLLAPSED} "
+                f"and sum by ({VERSION_KEYS}) (increase({m.REVIEW_AGREEMENT}[30m])) "
+                f">= {MIN_REVIEW_LABELS}"
+            ),
+            duration="10m",
+            severity="critical",
+            summary=(
+                "Reviewers agree with {{ $labels.model }} {{ $labels.version }} on only "
+                "{{ $value | humanizePercentage }} of review cases"
+            ),
+            description=(
+                f"Below {AGREEMENT_COLLAPSED:.0%} agreement between reviewers and the model's "
+                "suggestions: the answers it decides on its own (above the threshold) are "
+                "likely as wrong."
+            ),
+            runbook=(
+                "1. Dashboard, Degree of automation: which confidence bands disagree? "
+                "2. Send everything to review at once: set spec.automation.mode: assist (the "
+                "routes change with no restart), or `kanaria abort {{ $labels.model }}` during "
+                "an automation ramp. 3. Look for drift (Input drift row) and retrain."
             ),
         ),
         Alert(

@@ -103,6 +103,7 @@ def _rows() -> tuple[RowSpec, ...]:
     correct = 'result="correct"'
     labelled = 'result=~"correct|incorrect"'
     shadow_keys = f"{VERSION_KEYS}, baseline"
+    automated = 'decision="automated"'
     return (
         RowSpec(
             "Rollouts",
@@ -433,6 +434,64 @@ def _rows() -> tuple[RowSpec, ...]:
                     (Query(_sum_rate(f"{VERSION_KEYS}, result", m.FEEDBACK), V + " {{result}}"),),
                     unit="reqps",
                     per_version=True,
+                ),
+            ),
+        ),
+        RowSpec(
+            "Degree of automation",
+            (
+                PanelSpec(
+                    "Confidence threshold by version",
+                    "Answers at or above it are automated (partial); 1 is assist (everything "
+                    "reviewed), 0 is full. An automation ramp steps it down, and moves it back "
+                    "when reviewers disagree.",
+                    (Query(f"max by ({VERSION_KEYS}) ({m.AUTOMATION_THRESHOLD}{{{SEL}}})", V),),
+                    per_version=True,
+                    max_value=1,
+                ),
+                PanelSpec(
+                    "Automation rate",
+                    "Share of answers the model decided (the rest went to review).",
+                    (
+                        Query(
+                            f"{_sum_rate(VERSION_KEYS, m.AUTOMATION_DECISIONS, automated)}"
+                            f" / ({_sum_rate(VERSION_KEYS, m.AUTOMATION_DECISIONS)} > 0)",
+                            V,
+                        ),
+                    ),
+                    unit="percentunit",
+                    per_version=True,
+                    max_value=1,
+                ),
+                PanelSpec(
+                    "Reviewer agreement by confidence band",
+                    "Reviewers' labels agreeing with the model's suggestion on review cases, "
+                    "per 0.05 confidence band (the ramp's reviewerAgreement gate reads these).",
+                    (
+                        Query(
+                            f"{_sum_rate(VERSION_KEYS + ', band', m.REVIEW_AGREEMENT, agree)}"
+                            f" / ({_sum_rate(VERSION_KEYS + ', band', m.REVIEW_AGREEMENT)} > 0)",
+                            V + " band {{band}}",
+                        ),
+                    ),
+                    unit="percentunit",
+                    per_version=True,
+                    max_value=1,
+                ),
+                PanelSpec(
+                    "Review queue depth and drops",
+                    "Review cases waiting in each sink's buffer, and cases per second dropped "
+                    "because it was full (a client never waits for a sink).",
+                    (
+                        Query(
+                            f"max by ({MODEL_KEYS}, sink) ({m.REVIEW_QUEUE_DEPTH}{{{SEL}}})",
+                            "{{model}} {{sink}} depth",
+                        ),
+                        Query(
+                            _sum_rate(f"{MODEL_KEYS}, sink", m.REVIEW_CASES, 'outcome="dropped"'),
+                            "{{model}} {{sink}} dropped/s",
+                        ),
+                    ),
                 ),
             ),
         ),

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from kanaria.analysis.templates import band_labels, builtin_query
 from kanaria.api import Builtin, Measurement, ModelDeploymentSpec, Phase, Verdict
+from kanaria.local.view import render
 from kanaria.rollout import Observations, VersionObservation, decide
 
 from .rollout_sim import SUCCESS_GATE, Sim
@@ -209,3 +210,13 @@ def test_band_labels_cover_the_bands_that_overlap() -> None:
     assert band_labels((0.8, 0.9)) == ["0.80", "0.85"]
     query = builtin_query(Builtin.reviewerAgreement, "m", "v", None, "30s", band=(0.9, 0.97))
     assert 'band=~"0\\\\.90|0\\\\.95"' in query
+
+
+def test_status_view_shows_the_degree_of_automation() -> None:
+    sim = started()
+    text = render("fraud", sim.spec, sim.s)
+    assert "automation ramp: 0/5 steps done" in text
+    assert "automation  assist on v2 (every answer reviewed); next step 0.97" in text
+    round_(sim, OK)
+    text = render("fraud", sim.spec, sim.s)
+    assert "partial on v2 at confidence >= 0.97; next step 0.9" in text

@@ -109,6 +109,7 @@ def test_dashboard_has_the_rows_the_issue_asks_for() -> None:
         "Input drift",
         "Output class mix",
         "Accuracy from feedback",
+        "Degree of automation",
         "Software",
     ]
     panels = [p for p in board["panels"] if p["type"] != "row"]
