@@ -97,7 +97,6 @@ def draw_comparison(ax: Any, points: list[ComparisonPoint], colour: Any, version
             [p.upper for p in band],
             color=colour,
             alpha=0.2,
-            step="post",
             linewidth=0,
             label=f"{version} interval",
         )
@@ -119,12 +118,18 @@ def draw_comparison(ax: Any, points: list[ComparisonPoint], colour: Any, version
     limits = {p.limit for p in points} | {-p.limit for p in points if p.two_sided}
     for limit in sorted(limits):
         ax.axhline(limit, color="k", linestyle="--", linewidth=1, label=f"limit {limit:g}")
-    # Early intervals are as wide as the whole range: keep the limit and the recent
-    # band readable by bounding the view to what the last looks span.
-    recent = band[-max(3, len(band) // 3) :]
-    if recent:
-        ends = [v for p in recent for v in (p.lower, p.upper) if v is not None]
-        ends += sorted(limits)
+
+
+def fit_comparisons(ax: Any, drawn: list[list[ComparisonPoint]]) -> None:
+    """Bound a compare panel's view to what every version's recent looks span (their
+    estimates and intervals) and the limits: early intervals are as wide as the whole
+    range and would flatten the band where the decision is made."""
+    ends: list[float] = []
+    for points in drawn:
+        for p in points[-max(3, len(points) // 3) :]:
+            ends += [v for v in (p.lower, p.upper, p.estimate) if v is not None]
+        ends += [p.limit for p in points] + [-p.limit for p in points if p.two_sided]
+    if ends:
         top, bottom = max(ends), min(ends)
         pad = (top - bottom) * 0.15 or 0.01
         ax.set_ylim(bottom - pad, top + pad)
@@ -273,6 +278,8 @@ def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str,
             draw_comparison(
                 ax_m, compared[(metric, version)], version_colour.get(version, "0.6"), version
             )
+        if drawn:
+            fit_comparisons(ax_m, [compared[(metric, v)] for v in sorted(drawn)])
         for (m_name, version), points in sorted(series.items()):
             if m_name != metric or version in drawn:
                 continue

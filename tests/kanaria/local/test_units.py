@@ -376,6 +376,7 @@ def test_report_draws_a_compare_gates_interval_and_limit(tmp_path: Path) -> None
     fig, ax = plt.subplots()
     try:
         report.draw_comparison(ax, points, "tab:blue", "v2")
+        report.fit_comparisons(ax, [points])
         labels = ax.get_legend_handles_labels()[1]
         assert {"v2 interval", "limit 0.01", "Failed"} <= set(labels)
         dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
