@@ -33,7 +33,7 @@ def _resolve(uri: str, base: Path, field: str, problems: list[str]) -> str:
     else:
         problems.append(
             f"{field}: unsupported URI scheme {parsed.scheme!r} (use a local path, file://, "
-            "http:// or https://)"
+            "http://, https:// or s3://)"
         )
         return uri
     if not path.is_file():
