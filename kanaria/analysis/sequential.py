@@ -151,10 +151,21 @@ def min_sample_size(
     if gap <= 0:
         return None
     z = _NORMAL.inv_cdf(power)
-    var1 = max(rate * (1.0 - rate), 1e-12)
+    # The interval's upper end is where the test at the limit stops rejecting, and that
+    # test takes its variance under the limit (``p_c = k·p_s + shift``, the common rate
+    # from both versions' pooled counts; kanaria.analysis.compare._null_stderr): for
+    # identical versions at ``rate`` the pooled stable rate is below ``rate`` and the
+    # candidate's above it by the margin. Planning with the variance at ``rate`` itself
+    # promised far too few requests for a stable with few or no failures (at 0% and a
+    # 0.01 margin a third to a fifth of what a verdict needs).
+    shift = 0.0 if relative else margin
+    ps = min(max(rate * (1.0 + ratio) / (k + ratio) - shift / (1.0 + ratio), 0.0), 1.0)
+    pc = min(max(k * ps + shift, 0.0), 1.0)
+    var_c = max(pc * (1.0 - pc), 1e-12)
+    var_s = max(ps * (1.0 - ps), 1e-12)
 
     def enough(n: float) -> bool:
-        stderr = math.sqrt(var1 / n + k * k * var1 / (ratio * n))
+        stderr = math.sqrt(var_c / n + k * k * var_s / (ratio * n))
         return gap >= mixture_radius(stderr, rho, alpha) + z * stderr
 
     hi = 1

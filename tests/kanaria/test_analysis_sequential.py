@@ -188,3 +188,34 @@ def test_quantile_band_holds_the_quantile_and_rank_effect_sees_a_shift() -> None
     assert abs(effect_same) < 3 * se_same
     assert effect_slow > 0.1
     assert effect_slow > 5 * se_slow
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.001, 0.01, 0.05])
+@pytest.mark.parametrize(("margin", "windows", "split"), [(0.01, 2, 1), (0.005, 11, 9)])
+def test_the_planned_size_is_enough_for_identical_versions_at_their_expected_counts(
+    rate: float, margin: float, windows: int, split: int
+) -> None:
+    """At the planned sample size (power 0.8 > 1/2), identical versions whose counts sit
+    at their expectation are shown within the margin; and not long before it, so the
+    plan is not padded. The plan once used the variance at the stable's own rate, while
+    the interval's upper end is tested under the limit: for a stable with no failures
+    it promised a third to a fifth of the requests a verdict needs, and Inconclusive
+    past 4x that plan counted towards inconclusiveLimit on a healthy candidate."""
+    compare = Compare(margin=margin)
+
+    def at(n: int) -> Verdict:
+        c = Side("c", n, rate * n)
+        s = Side("s", split * n, rate * split * n)
+        return judge_failing_share(c, s, compare, windows, None).verdict
+
+    probe = judge_failing_share(
+        Side("c", 1000, rate * 1000),
+        Side("s", split * 1000, rate * split * 1000),
+        compare,
+        windows,
+        None,
+    )
+    planned = probe.comparison.minSampleSize
+    assert planned is not None
+    assert at(planned) is Verdict.Successful, planned
+    assert at(planned // 4) is Verdict.Inconclusive, planned
