@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ["model_server", "router"]
+SUITES = ["model_server", "router", "automation"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -209,6 +209,31 @@ def _phase_band(ax: Any, history: list[HistoryPoint], t0: float, end: float) -> 
     ax.set_ylabel("phase", fontsize=9)
 
 
+def _thresholds(
+    ax: Any, history: list[HistoryPoint], xs: list[float], colours: dict[str, Any]
+) -> None:
+    """An automation ramp's confidence threshold per version, dotted on a right-hand axis
+    (1: assist, every answer reviewed; 0: full). Automation rate is an automationRate
+    gate's row, when the spec has one."""
+    ramped = sorted({v for p in history for v in p.threshold})
+    if not ramped:
+        return
+    twin = ax.twinx()
+    for v in ramped:
+        twin.step(
+            xs,
+            [p.threshold.get(v, float("nan")) for p in history],
+            where="post",
+            color=colours.get(v, "0.3"),
+            linestyle=":",
+            linewidth=2,
+            label=f"{v} threshold",
+        )
+    twin.set_ylim(-0.05, 1.05)
+    twin.set_ylabel("confidence threshold", fontsize=9)
+    twin.legend(loc="lower left", fontsize=8)
+
+
 def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str, Any]) -> Path:
     """Draw the report to ``output`` (PNG) and return the path."""
     if len(history) < 2:
@@ -270,6 +295,7 @@ def render(history: list[HistoryPoint], output: Path, name: str, spec: dict[str,
     ax.set_ylabel("traffic %")
     ax.set_ylim(-5, 105)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    _thresholds(ax, history, xs, version_colour)
     for row, metric in enumerate(metrics, start=2):
         ax_m = axes[row][0]
         gate = gates.get(metric, {})

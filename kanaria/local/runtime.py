@@ -737,6 +737,7 @@ class Runtime:
             candidate=status.candidate.version if status.candidate else None,
             weights={k: float(v) for k, v in status.weights.items()},
             mirror={status.mirror.version: status.mirror.percent} if status.mirror else {},
+            threshold=_threshold(status),
             measurements=[
                 {
                     "metric": m.metric,
@@ -781,3 +782,12 @@ class Runtime:
         with contextlib.suppress(OSError):
             self.dir.save(self.state)
         self._http.close()
+
+
+def _threshold(status: ModelDeploymentStatus) -> dict[str, float]:
+    """The automation threshold in force, by version, for the report (1: assist, 0: full)."""
+    auto = status.automation
+    if auto is None:
+        return {}
+    value = {"assist": 1.0, "full": 0.0}.get(auto.mode, auto.threshold)
+    return {auto.version: value}

@@ -120,6 +120,8 @@ class HistoryPoint(_Model):
     """Primary traffic per version, percent."""
     mirror: dict[str, float] = Field(default_factory=dict)
     """Mirrored share per shadow version, percent."""
+    threshold: dict[str, float] = Field(default_factory=dict)
+    """Confidence threshold of an automation ramp's version (1: assist, 0: full)."""
     measurements: list[dict[str, Any]] = Field(default_factory=list)
     """Measurements taken this pass: metric, version, value, verdict, reason, and for
     a compare gate its evidence (comparison: estimate, lower, upper, limit, ...)."""

@@ -64,8 +64,24 @@ def band_of(confidence: float | None) -> str | None:
     return f"{index * BAND_WIDTH:.2f}"
 
 
+_PARSED: dict[bytes, Policy] = {}
+"""Policies seen, by header value: a router sends the same few values all day, so the
+hot path pays a dict lookup, not a parse (bounded: a flood of values stops caching)."""
+_PARSED_MAX = 64
+
+
 def parse_policy(raw: bytes) -> Policy:
     """``mode;threshold[;output=name]``; a malformed one is the caller's error (400)."""
+    cached = _PARSED.get(raw)
+    if cached is not None:
+        return cached
+    policy = _parse(raw)
+    if len(_PARSED) < _PARSED_MAX:
+        _PARSED[raw] = policy
+    return policy
+
+
+def _parse(raw: bytes) -> Policy:
     parts = raw.decode("latin-1").split(";")
     mode = parts[0].strip()
     if mode not in ("assist", "partial", "full"):
@@ -105,12 +121,25 @@ def confidence_of(
         scores = outputs[classifier]
         if scores.ndim != 2 or not scores.size:
             return None
-        value = float(confidences(scores).min())
+        if scores.shape[0] == 1:
+            value = _row_confidence(scores[0].tolist())
+        else:
+            value = float(confidences(scores).min())
     else:
         return None
     if not math.isfinite(value) or not 0 <= value <= 1:
         return None
     return value
+
+
+def _row_confidence(row: list[float]) -> float:
+    """One row's max class probability, as :func:`confidences` computes it, in plain
+    Python: for the one-row request (the common case) it is several times cheaper than
+    numpy's per-call overhead."""
+    top = max(row)
+    if min(row) >= 0 and top <= 1 and abs(sum(row) - 1.0) <= 1e-3:
+        return top
+    return 1.0 / sum(math.exp(v - top) for v in row)
 
 
 def decide(policy: Policy, confidence: float | None) -> Outcome:

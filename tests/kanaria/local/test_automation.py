@@ -18,6 +18,7 @@ label through the router's feedback API.
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ import pytest
 
 from tests.kanaria.local.harness import NAME, WIDTH, Up, md, settled_on
 from tests.kanaria.webhook_receiver import Receiver
+from tests.support.procs import kanaria
 
 pytestmark = [pytest.mark.slow]
 
@@ -48,6 +50,7 @@ RAMP = {
 GATES = [
     {"name": "agreement", "builtin": "reviewerAgreement", "min": 0.9},
     {"name": "success-rate", "builtin": "successRate", "min": 0.95},
+    {"name": "automated", "builtin": "automationRate", "min": 0.0},
 ]
 SLICE_SHARE = 0.2
 
@@ -233,6 +236,22 @@ def test_ramp_to_partial_then_a_sliced_model_moves_back(
     assert (status["automation"]["mode"], status["automation"]["threshold"]) == ("assist", 1.0)
     assert "agreement" in status["message"], status["message"]
     assert status["weights"].get("v3") == 100  # moved back, not rolled back
+
+    shown = up.command("status")
+    assert shown.returncode == 0, shown.stderr
+    assert "automation  assist on v3 (every answer reviewed)" in shown.stdout, shown.stdout
+    assert "moved back 1x" in shown.stdout, shown.stdout
+    png = up.workdir / "automation.png"
+    report = subprocess.run(
+        kanaria("report", NAME, "-o", str(png), "--state-dir", str(up.root)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert report.returncode == 0, report.stderr
+    assert any(p.threshold.get("v3") == 1.0 for p in up.history())
+    assert any(p.threshold.get("v2") == FLOOR for p in up.history())
+    assert png.stat().st_size > 0
 
     with s.lock:
         assert s.answered > 0
