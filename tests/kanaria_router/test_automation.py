@@ -16,6 +16,7 @@ import yaml
 
 from kanaria.modelgen import mlp_classifier
 from tests.kanaria.webhook_receiver import Receiver
+from tests.kanaria_router.automation_support import server_metric
 from tests.kanaria_router.conftest import Backend, RouterFactory
 from tests.kanaria_router.test_with_model_servers import LAYERS, rows
 from tests.support import procs
@@ -54,15 +55,6 @@ def doc(server: Backend, mode: str, threshold: float, webhook: str | None = None
     if webhook:
         model["review"] = {"webhook": webhook}
     return yaml.safe_dump({"models": {"fraud": model}, "revision": f"{mode}-{threshold}"})
-
-
-def server_metric(server: Backend, name: str, **labels: str) -> float:
-    text = httpx.get(f"{server.url}/metrics", timeout=5).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rpartition(" ")[2])
-    return total
 
 
 def test_each_answer_says_automated_or_review_and_reviews_reach_the_webhook(
