@@ -399,49 +399,6 @@ class BlueGreenStrategy(_Spec):
     """How long the old version stays up (warm, 0% traffic) after the switch. Default 30s."""
 
 
-class ShadowStrategy(_Spec):
-    """Mirror a share of traffic to the candidate and compare; optionally graduate."""
-
-    model_config = ConfigDict(
-        json_schema_extra=_validations(
-            _cel(
-                "!has(self.graduateTo) || self.graduateTo != 'canary' || has(self.canary)",
-                "spec.strategy.shadow.canary is required when graduateTo is canary",
-                ".canary",
-            ),
-            _cel(
-                "!has(self.graduateTo) || self.graduateTo != 'blueGreen' || has(self.blueGreen)",
-                "spec.strategy.shadow.blueGreen is required when graduateTo is blueGreen",
-                ".blueGreen",
-            ),
-        )
-    )
-
-    mirrorPercent: Percent = 100
-    """Percentage of live requests copied to the candidate. Default 100."""
-    duration: Duration | None = None
-    """Shortest time the shadow runs before it can end or graduate (e.g. 10m). Default:
-    none, only the analysis rounds count."""
-    analysis: StepAnalysis = StepAnalysis()
-    """Consecutive Successful analysis rounds (spec.analysis.metrics, e.g. shadowAgreement)
-    needed to pass. Default 1 round."""
-    graduateTo: Literal["canary", "blueGreen", "none"] = "none"
-    """After passing: continue as a canary or blue-green rollout, or stop the shadow and
-    keep the stable version (none). Default none."""
-    canary: CanaryStrategy | None = None
-    """Canary steps used when graduateTo is canary."""
-    blueGreen: BlueGreenStrategy | None = None
-    """Blue-green settings used when graduateTo is blueGreen."""
-
-    @model_validator(mode="after")
-    def _graduation(self) -> ShadowStrategy:
-        if self.graduateTo == "canary" and self.canary is None:
-            raise ValueError("canary is required when graduateTo is canary")
-        if self.graduateTo == "blueGreen" and self.blueGreen is None:
-            raise ValueError("blueGreen is required when graduateTo is blueGreen")
-        return self
-
-
 class ThresholdStep(_Spec):
     """One automation step: exactly one of setThreshold, pause, analysis."""
 
@@ -511,6 +468,59 @@ class AutomationStrategy(_Spec):
         return steps
 
 
+class ShadowStrategy(_Spec):
+    """Mirror a share of traffic to the candidate and compare; optionally graduate."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _cel(
+                "!has(self.graduateTo) || self.graduateTo != 'canary' || has(self.canary)",
+                "spec.strategy.shadow.canary is required when graduateTo is canary",
+                ".canary",
+            ),
+            _cel(
+                "!has(self.graduateTo) || self.graduateTo != 'blueGreen' || has(self.blueGreen)",
+                "spec.strategy.shadow.blueGreen is required when graduateTo is blueGreen",
+                ".blueGreen",
+            ),
+            _cel(
+                "!has(self.graduateTo) || self.graduateTo != 'automation' || has(self.automation)",
+                "spec.strategy.shadow.automation is required when graduateTo is automation",
+                ".automation",
+            ),
+        )
+    )
+
+    mirrorPercent: Percent = 100
+    """Percentage of live requests copied to the candidate. Default 100."""
+    duration: Duration | None = None
+    """Shortest time the shadow runs before it can end or graduate (e.g. 10m). Default:
+    none, only the analysis rounds count."""
+    analysis: StepAnalysis = StepAnalysis()
+    """Consecutive Successful analysis rounds (spec.analysis.metrics, e.g. shadowAgreement)
+    needed to pass. Default 1 round."""
+    graduateTo: Literal["canary", "blueGreen", "automation", "none"] = "none"
+    """After passing: continue as a canary or blue-green rollout, or as an automation ramp
+    (assist, then partial: the degrees chain), or stop the shadow and keep the stable
+    version (none). Default none."""
+    canary: CanaryStrategy | None = None
+    """Canary steps used when graduateTo is canary."""
+    blueGreen: BlueGreenStrategy | None = None
+    """Blue-green settings used when graduateTo is blueGreen."""
+    automation: AutomationStrategy | None = None
+    """Automation ramp used when graduateTo is automation (needs spec.automation)."""
+
+    @model_validator(mode="after")
+    def _graduation(self) -> ShadowStrategy:
+        if self.graduateTo == "canary" and self.canary is None:
+            raise ValueError("canary is required when graduateTo is canary")
+        if self.graduateTo == "blueGreen" and self.blueGreen is None:
+            raise ValueError("blueGreen is required when graduateTo is blueGreen")
+        if self.graduateTo == "automation" and self.automation is None:
+            raise ValueError("automation is required when graduateTo is automation")
+        return self
+
+
 class Strategy(_Spec):
     """How a new model version is rolled out: exactly one of canary, blueGreen, shadow,
     automation."""
@@ -548,6 +558,14 @@ class Strategy(_Spec):
                 + (f" (got {', '.join(chosen)})" if chosen else "")
             )
         return self
+
+    @property
+    def automation_ramp(self) -> AutomationStrategy | None:
+        """The automation ramp's settings (a shadow's, if it graduates into one)."""
+        shadow = self.shadow
+        if self.automation is None and shadow is not None and shadow.graduateTo == "automation":
+            return shadow.automation
+        return self.automation
 
     @property
     def kind(self) -> Literal["canary", "blueGreen", "shadow", "automation"]:
@@ -967,6 +985,14 @@ class ModelDeploymentSpec(_Spec):
                 ".strategy.automation",
             ),
             _cel(
+                "!has(self.strategy.shadow) || !has(self.strategy.shadow.graduateTo)"
+                " || self.strategy.shadow.graduateTo != 'automation' || (has(self.automation)"
+                " && has(self.automation.mode) && self.automation.mode != 'assist')",
+                "spec.strategy.shadow.graduateTo automation needs spec.automation with mode "
+                "partial or full",
+                ".strategy.shadow",
+            ),
+            _cel(
                 "!has(self.strategy.automation) || !has(self.automation)"
                 " || self.strategy.automation.steps.all(s, !has(s.setThreshold)"
                 " || s.setThreshold >= (has(self.automation.threshold)"
@@ -974,6 +1000,16 @@ class ModelDeploymentSpec(_Spec):
                 "spec.strategy.automation.steps[].setThreshold must not be below "
                 "spec.automation.threshold (the floor)",
                 ".strategy.automation",
+            ),
+            _cel(
+                "!has(self.strategy.shadow) || !has(self.strategy.shadow.automation)"
+                " || !has(self.automation)"
+                " || self.strategy.shadow.automation.steps.all(s, !has(s.setThreshold)"
+                " || s.setThreshold >= (has(self.automation.threshold)"
+                " ? self.automation.threshold : 0.9))",
+                "spec.strategy.shadow.automation.steps[].setThreshold must not be below "
+                "spec.automation.threshold (the floor)",
+                ".strategy.shadow",
             ),
         )
     )
@@ -1012,7 +1048,7 @@ class ModelDeploymentSpec(_Spec):
                 "strategy.shadow needs a gate that applies in the Mirroring stage "
                 "(analysis.metrics[].stages) or a duration to end on"
             )
-        ramp = self.strategy.automation
+        ramp = self.strategy.automation_ramp
         if ramp is not None:
             if self.automation is None or self.automation.mode == "assist":
                 raise ValueError(

@@ -46,7 +46,7 @@ def progress(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> tuple[
         done = order.index(stage) if stage in order else 0
         return done / len(order), f"blue-green {stage.lower()}"
     if kind == "automation":
-        ramp = spec.strategy.automation
+        ramp = spec.strategy.automation_ramp
         total = len(ramp.steps) if ramp else 0
         step = status.currentStep or 0
         if total == 0 or status.stage != "Automating":

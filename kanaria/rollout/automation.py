@@ -40,7 +40,7 @@ ASSIST_THRESHOLD: Final = 1.0
 
 
 def steps(p: Pass) -> list[ThresholdStep]:
-    ramp = p.spec.strategy.automation
+    ramp = p.spec.strategy.automation_ramp
     return list(ramp.steps) if ramp is not None else []
 
 
@@ -230,7 +230,7 @@ def promote(p: Pass) -> Promoted:
 
 
 def _missing_settings(p: Pass) -> str | None:
-    if p.spec.strategy.automation is None:
+    if p.spec.strategy.automation_ramp is None:
         return "automation"
     return None if p.spec.automation is not None else "automation"
 

@@ -51,7 +51,7 @@ def gate_stages(gate: MetricGate, spec: ModelDeploymentSpec) -> frozenset[Rollou
         return mirrored_stages(spec)
     if gate.builtin in (Builtin.reviewerAgreement, Builtin.automationRate):
         return frozenset({"Automating"})  # only an automation ramp has a threshold to judge
-    if spec.strategy.automation is None:
+    if spec.strategy.automation_ramp is None:
         return frozenset(s for s in ROLLOUT_STAGES if s != "Automating")
     return frozenset(ROLLOUT_STAGES)
 

@@ -46,7 +46,7 @@ ACTIVE_PHASES = (Phase.Progressing, Phase.Paused, Phase.Promoting)
 StrategyKind = Literal["canary", "blueGreen", "shadow", "automation"]
 """A strategy a rollout can be in (status.strategy)."""
 
-GraduateKind = Literal["canary", "blueGreen"]
+GraduateKind = Literal["canary", "blueGreen", "automation"]
 """A strategy a shadow can continue as once it passed."""
 
 _SEVERITY = {

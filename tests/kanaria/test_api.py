@@ -117,7 +117,8 @@ def test_load_from_file(tmp_path: Path) -> None:
         ),
         (
             _with("{shadow: {graduateTo: later}}"),
-            "spec.strategy.shadow.graduateTo: Input should be 'canary', 'blueGreen' or 'none'",
+            "spec.strategy.shadow.graduateTo: Input should be 'canary', 'blueGreen', "
+            "'automation' or 'none'",
         ),
         (
             _with(

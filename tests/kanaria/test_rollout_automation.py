@@ -220,3 +220,30 @@ def test_status_view_shows_the_degree_of_automation() -> None:
     round_(sim, OK)
     text = render("fraud", sim.spec, sim.s)
     assert "partial on v2 at confidence >= 0.97; next step 0.9" in text
+
+
+def test_a_shadow_graduates_into_the_automation_ramp() -> None:
+    """The degrees chain: shadow (nobody sees it) -> assist -> partial."""
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "model": {"version": "v1", "uri": "file:///models/v1.onnx"},
+            "strategy": {"shadow": {"graduateTo": "automation", "duration": "30s", **RAMP}},
+            "automation": {"mode": "partial", "threshold": 0.9},
+            "analysis": {"interval": "30s", "metrics": [AGREE]},
+        }
+    )
+    sim = Sim(spec)
+    sim.tick()
+    sim.with_version("v2")
+    sim.tick()
+    sim.tick()
+    assert sim.s.stage == "Mirroring"
+    graduated = sim.tick(seconds=31).status
+    assert graduated.stage == "Automating"
+    assert graduated.automation is not None
+    assert graduated.automation.mode == "assist"
+    assert "Graduated" in sim.reasons()
+    with pytest.raises(ValidationError, match=r"needs spec\.automation"):
+        ModelDeploymentSpec.model_validate(
+            {**spec.model_dump(exclude_none=True), "automation": {"mode": "assist"}}
+        )
