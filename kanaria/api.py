@@ -910,7 +910,16 @@ class LabelStudioReview(_Spec):
         default="LABEL_STUDIO_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=128
     )
     """Environment variable of the router holding the API token (never in the spec).
-    Default LABEL_STUDIO_TOKEN."""
+    Default LABEL_STUDIO_TOKEN. Under `kanaria up` the router inherits kanaria up's
+    environment."""
+    tokenSecret: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        max_length=253,
+    )
+    """Kubernetes only: Secret in the ModelDeployment's namespace whose key `token` the
+    operator gives the router as tokenEnv (changing the Secret's name restarts the
+    router). Default: none."""
 
 
 class ReviewSinks(_Spec):

@@ -356,6 +356,18 @@ def router_role_binding(owner: Owner) -> dict[str, Any]:
     }
 
 
+def review_token_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """The Label Studio review sink's API token for the router, from its Secret's
+    ``token`` key into the variable the routes document names (tokenEnv); none without
+    a Label Studio sink with a tokenSecret."""
+    review = spec.automation.review if spec.automation is not None else None
+    studio = review.labelStudio if review is not None else None
+    if studio is None or studio.tokenSecret is None:
+        return []
+    ref = {"name": studio.tokenSecret, "key": "token"}
+    return [{"name": studio.tokenEnv, "valueFrom": {"secretKeyRef": ref}}]
+
+
 def router_deployment(
     owner: Owner, spec: ModelDeploymentSpec, images: Images, replicas: int = 1
 ) -> dict[str, Any]:
@@ -378,6 +390,7 @@ def router_deployment(
     # tokens needs no restart (an env var is fixed when the pod starts).
     tokens_file = f"{TOKENS_DIR}/{TOKENS_KEY}" if auth is not None and auth.secretName else None
     env.extend(_env(as_env(router_process_settings(spec.router, tokens_file))))
+    env.extend(review_token_env(spec))
     if auth is not None and auth.secretName:
         mounts.append({"name": "auth-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
         volumes.append(

@@ -395,3 +395,32 @@ def test_pod_problem_names_the_reason_a_version_cannot_start() -> None:
     assert version_observation(unready, [never]).problem == pod_problem([never])
     ready = {"status": {"readyReplicas": 1, "availableReplicas": 1}}
     assert version_observation(ready, [never]).problem is None
+
+
+def test_router_gets_the_label_studio_token_from_its_secret() -> None:
+    """A Label Studio review sink's token reaches the router as the variable the routes
+    name (secretKeyRef), never through the routes document; no sink, no variable."""
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            **SPEC.model_dump(exclude_none=True),
+            "automation": {
+                "review": {
+                    "labelStudio": {
+                        "url": "http://label-studio:8080",
+                        "project": "fraud review",
+                        "classes": ["legit", "fraud"],
+                        "tokenSecret": "ls-token",
+                    }
+                }
+            },
+        }
+    )
+    (c,) = objects.router_deployment(OWNER, spec, IMAGES)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["LABEL_STUDIO_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "ls-token", "key": "token"}
+    }
+    (plain,) = objects.router_deployment(OWNER, SPEC, IMAGES)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "LABEL_STUDIO_TOKEN" not in {e["name"] for e in plain["env"]}
