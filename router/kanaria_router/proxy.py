@@ -187,6 +187,11 @@ class Router:
         )
         if self.table.mirrors():
             await self.mirror.start()  # ready before the first copy, when routes mirror at boot
+        host = self.settings.host if self.settings.host not in ("0.0.0.0", "::", "") else None
+        token = (
+            {self.settings.auth_header: f"Bearer {self.tokens[0].decode()}"} if self.tokens else {}
+        )
+        self.review.attach(f"http://{host or '127.0.0.1'}:{self.settings.port}", token)
 
     async def stop(self) -> None:
         await self.mirror.stop()

@@ -1,30 +1,25 @@
 """Review answers from the router reach a real Label Studio, and reviewers' choices come
-back as agreement by confidence band (issue 13).
+back as agreement by confidence band (issue 13), pulled by the router itself.
 
 The routes document names a Label Studio sink (the token from the router's
 environment, never from the routes); the model server behind the router answers in
 assist, so every answer is a review case; the router offers each to the sink, which
 creates one task per case with the model's class pre-filled. A reviewer's choice,
-made through Label Studio's API as the browser would, is pulled back by
-kanaria.review's puller into the router's feedback API, and the model server counts
+made through Label Studio's API as the browser would, is pulled back by the router
+(its own run of kanaria.review's puller) into its feedback API, and the model server counts
 it against its suggestion in the prediction's confidence band.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
 from kanaria.modelgen import mlp_classifier
-from kanaria.review import LabelPuller, ReviewMetrics
-from kanaria.review.labelstudio import LabelStudioClient
 from tests.kanaria.review.test_labelstudio import annotate, project_tasks
 from tests.kanaria_router.automation_support import server_metric
 from tests.kanaria_router.conftest import Backend, RouterFactory
@@ -65,7 +60,7 @@ def project_id(studio: ls.LabelStudio, title: str) -> int | None:
 
 
 def test_review_answers_become_tasks_and_choices_come_back_as_agreement(
-    label_studio: ls.LabelStudio, router: RouterFactory, server: Backend, tmp_path: Path
+    label_studio: ls.LabelStudio, router: RouterFactory, server: Backend
 ) -> None:
     title = f"Kanaria router review {uuid.uuid4().hex[:8]}"
     doc = {
@@ -117,17 +112,10 @@ def test_review_answers_become_tasks_and_choices_come_back_as_agreement(
     other = CLASSES[(suggested[ids[2]] + 1) % len(CLASSES)]
     annotate(label_studio, by_id[ids[2]]["id"], other)
 
-    async def pull() -> int:
-        puller = LabelPuller(
-            LabelStudioClient(label_studio.connection()), project, "fraud", CLASSES,
-            r.url, ReviewMetrics(CollectorRegistry()), state_path=tmp_path / "pulled.json",
-        )  # fmt: skip
-        try:
-            return (await puller.pull_once()).accepted
-        finally:
-            await puller.client.aclose()
-            await puller.aclose()
+    # the router pulls the choices back itself (every PULL_INTERVAL_S) into its feedback API
+    def counted() -> bool:
+        agree = server_metric(server, "kanaria_review_agreement_total", result="agree")
+        disagree = server_metric(server, "kanaria_review_agreement_total", result="disagree")
+        return (agree, disagree) == (2, 1)
 
-    assert asyncio.run(pull()) == 3
-    assert server_metric(server, "kanaria_review_agreement_total", result="agree") == 2
-    assert server_metric(server, "kanaria_review_agreement_total", result="disagree") == 1
+    ls.wait_for(counted, "2 agreeing and 1 disagreeing label counted by the model server")
