@@ -40,6 +40,12 @@ from kanaria.review.metrics import CaseOutcome, ReviewMetrics
 log = logging.getLogger(__name__)
 
 
+LINGER_S = 0.05
+"""How long the delivery task lets a batch fill before sending what it has: a review
+case reaches its sink up to 50 ms later, and a busy router makes one call per batch
+instead of one per case (bench/automation.py measures both)."""
+
+
 class DeliveryError(Exception):
     """A sink could not deliver a batch; ``retryable`` says whether trying again may help."""
 
@@ -116,9 +122,13 @@ class ReviewSender:
         capacity: int = 1000,
         batch_size: int = 50,
         retry: Retry | None = None,
+        linger_s: float = LINGER_S,
     ) -> None:
         if capacity < 1 or batch_size < 1:
             raise ValueError("capacity and batch_size must be at least 1")
+        if linger_s < 0:
+            raise ValueError("linger_s must be >= 0")
+        self.linger_s = linger_s
         self.sink = sink
         self.model = model
         self.capacity = capacity
@@ -190,6 +200,10 @@ class ReviewSender:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if len(self._buffer) < self.batch_size and self.linger_s > 0:
+                # Let a batch fill: one call per case costs the router's loop several
+                # times the request's own work when every answer is for review.
+                await asyncio.sleep(self.linger_s)
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
             try:
                 await self._deliver(batch)
