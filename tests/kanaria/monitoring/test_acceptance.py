@@ -2,8 +2,9 @@
 
 The data plane runs for real on 127.0.0.1: three `kanaria serve-model`
 processes (stable v1, canary v2, shadow v3, each with a reference profile for
-drift) behind `kanaria route` (70/30 split, 100% mirrored to v3), with
-inference traffic and delayed-label feedback through the router. The operator's
+drift) behind `kanaria route` (70/30 split, 100% mirrored to v3, v1 and v2 at a
+partial confidence policy with a review webhook), with inference traffic and
+delayed-label feedback through the router. The operator's
 metrics come from operator_metrics_exporter (a stand-in: the operator itself
 needs a cluster). A real Prometheus scrapes all of it every second with the
 target labels the PodMonitors set, loads the generated alert rules, and answers
@@ -158,15 +159,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )  # fmt: skip
             stack.callback(server.stop)
             servers.append(server)
+        # Both serving versions run a partial confidence policy, so answers are split
+        # between automated and review, and the labels below land on review cases too.
+        # Review cases go to a webhook nobody answers, through a one-case buffer: the
+        # queue and its drops have data (KanariaReviewQueueDropping needs 5m to fire).
+        policy = {"mode": "partial", "threshold": 0.6}
         routes = {
             "models": {
                 MODEL: {
                     "versions": {
-                        "v1": {"url": urls["v1"], "weight": 70},
-                        "v2": {"url": urls["v2"], "weight": 30},
+                        "v1": {"url": urls["v1"], "weight": 70, "automation": policy},
+                        "v2": {"url": urls["v2"], "weight": 30, "automation": policy},
                         "v3": {"url": urls["v3"], "weight": 0},
                     },
                     "mirror": {"version": "v3", "percent": 100},
+                    "review": {
+                        "webhook": f"http://127.0.0.1:{procs.free_port()}/cases",
+                        "bufferSize": 1,
+                    },
                 }
             }
         }
