@@ -463,6 +463,47 @@ def test_operator_and_stable_pod_killed_mid_canary(platform: Platform, node_name
         d.stop_client()
 
 
+def test_an_automation_policy_change_reaches_the_router_pods_without_a_restart(
+    platform: Platform, node_namespace: str
+) -> None:
+    """spec.automation on a cluster: the operator renders it into the routes ConfigMap,
+    the router pods apply it on reload and every answer says automated or review (a
+    header and a V2 parameter, the output kept as the suggestion). Moving from assist
+    to partial restarts no pod and fails no client request."""
+    doc = node_md("auto", platform.models.source("v1"), contract.CANARY)
+    doc["spec"]["automation"] = {"mode": "assist", "threshold": 0.0}
+    d = deploy(platform, node_namespace, doc)
+    try:
+        ip = service_ip(d.cluster, node_namespace, "auto")
+        rows = np.random.default_rng(2).normal(size=(1, WIDTH)).astype(np.float32).tolist()
+        body = {"inputs": [{"name": "input", "shape": [1, WIDTH], "datatype": "FP32",
+                            "data": rows[0]}]}  # fmt: skip
+
+        def decision() -> tuple[str | None, str | None]:
+            r = httpx.post(f"http://{ip}/v2/models/auto/infer", json=body, timeout=10)
+            assert r.status_code == 200, r.text
+            answer = r.json()
+            assert answer["outputs"], answer  # the suggestion is always there
+            params = answer.get("parameters") or {}
+            return r.headers.get("x-kanaria-automation"), params.get("kanaria_automation")
+
+        procs.wait_until(lambda: decision() == ("review", "review"), WAIT_S,
+                         "assist: every answer for review", interval=0.5)  # fmt: skip
+        pods = {
+            p["metadata"]["uid"] for p in d.cluster.get_json("pods", "-n", node_namespace)["items"]
+        }
+        patch_spec(d.cluster, node_namespace, "auto",
+                   {"automation": {"mode": "partial", "threshold": 0.0}})  # fmt: skip
+        procs.wait_until(lambda: decision() == ("automated", "automated"), WAIT_S,
+                         "partial at 0: every answer automated", interval=0.5)  # fmt: skip
+        after = {
+            p["metadata"]["uid"] for p in d.cluster.get_json("pods", "-n", node_namespace)["items"]
+        }
+        assert after == pods  # no pod restarted: the policy travels in the routes
+    finally:
+        d.stop_client()
+
+
 def test_a_version_that_cannot_load_leaves_the_stable_untouched_and_says_why(
     platform: Platform, node_namespace: str
 ) -> None:
