@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,29 @@ def _start_backend(log_dir: Path, name: str, *extra: str) -> Backend:
     )
     proc.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=30)
     return Backend(name, port, proc)
+
+
+def start_model_server(model: Path, version: str, logs: Path) -> Backend:
+    """A real ``kanaria serve-model`` serving ``model`` as ``version`` of model ``fraud``
+    (started, not yet Ready: start several, then wait for each)."""
+    port = procs.free_port()
+    args = procs.kanaria(
+        "serve-model", "--model", str(model), "--name", "fraud",
+        "--version", version, "--port", str(port), "--host", "127.0.0.1",
+    )  # fmt: skip
+    return Backend(version, port, procs.start(args, logs, f"serve-model-{version}"))
+
+
+@contextmanager
+def model_server(model: Path, logs: Path, version: str = "v1") -> Iterator[Backend]:
+    """One real model server, Ready, stopped by PID afterwards."""
+    server = start_model_server(model, version, logs)
+    assert server.proc is not None
+    try:
+        server.proc.wait_http(f"{server.url}/v2/health/ready", timeout=120)
+        yield server
+    finally:
+        server.proc.stop()
 
 
 @pytest.fixture

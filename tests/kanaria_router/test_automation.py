@@ -17,7 +17,7 @@ import yaml
 from kanaria.modelgen import mlp_classifier
 from tests.kanaria.webhook_receiver import Receiver
 from tests.kanaria_router.automation_support import server_metric
-from tests.kanaria_router.conftest import Backend, RouterFactory
+from tests.kanaria_router.conftest import Backend, RouterFactory, model_server
 from tests.kanaria_router.test_with_model_servers import LAYERS, rows
 from tests.support import procs
 
@@ -28,18 +28,8 @@ AGREEMENT = "kanaria_review_agreement_total"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     root = tmp_path_factory.mktemp("automation")
-    model = mlp_classifier(root / "m.onnx", LAYERS, seed=0)
-    port = procs.free_port()
-    args = procs.kanaria(
-        "serve-model", "--model", str(model), "--name", "fraud", "--version", "v1",
-        "--port", str(port), "--host", "127.0.0.1",
-    )  # fmt: skip
-    proc = procs.start(args, root / "logs", "serve-model-v1")
-    try:
-        proc.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
-        yield Backend("v1", port, proc)
-    finally:
-        proc.stop()
+    with model_server(mlp_classifier(root / "m.onnx", LAYERS, seed=0), root / "logs") as s:
+        yield s
 
 
 def doc(server: Backend, mode: str, threshold: float, webhook: str | None = None) -> str:

@@ -22,9 +22,8 @@ import yaml
 from kanaria.modelgen import mlp_classifier
 from tests.kanaria.review.test_labelstudio import annotate, project_tasks
 from tests.kanaria_router.automation_support import server_metric
-from tests.kanaria_router.conftest import Backend, RouterFactory
+from tests.kanaria_router.conftest import Backend, RouterFactory, model_server
 from tests.support import labelstudio as ls
-from tests.support import procs
 from tests.support.labelstudio import label_studio
 
 __all__ = ["label_studio"]
@@ -37,18 +36,8 @@ TOKEN_ENV = "KANARIA_TEST_LABEL_STUDIO_TOKEN"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     root = tmp_path_factory.mktemp("automation-ls")
-    model = mlp_classifier(root / "m.onnx", LAYERS, seed=5)
-    port = procs.free_port()
-    args = procs.kanaria(
-        "serve-model", "--model", str(model), "--name", "fraud", "--version", "v1",
-        "--port", str(port), "--host", "127.0.0.1",
-    )  # fmt: skip
-    proc = procs.start(args, root / "logs", "serve-model-v1")
-    try:
-        proc.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
-        yield Backend("v1", port, proc)
-    finally:
-        proc.stop()
+    with model_server(mlp_classifier(root / "m.onnx", LAYERS, seed=5), root / "logs") as s:
+        yield s
 
 
 def project_id(studio: ls.LabelStudio, title: str) -> int | None:

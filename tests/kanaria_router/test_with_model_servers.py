@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kanaria.modelgen import mlp_classifier
-from tests.kanaria_router.conftest import Backend, RouterFactory, routes
+from tests.kanaria_router.conftest import Backend, RouterFactory, routes, start_model_server
 from tests.support import procs
 
 LAYERS = (4, 16, 3)
@@ -29,13 +29,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Back
     started: dict[str, Backend] = {}
     try:
         for version, model in (("v1", same), ("v2", same), ("v3", other)):
-            port = procs.free_port()
-            args = procs.kanaria(
-                "serve-model", "--model", str(model), "--name", "fraud",
-                "--version", version, "--port", str(port), "--host", "127.0.0.1",
-            )  # fmt: skip
-            proc = procs.start(args, root / "logs", f"serve-model-{version}")
-            started[version] = Backend(version, port, proc)
+            started[version] = start_model_server(model, version, root / "logs")
         for b in started.values():
             assert b.proc is not None
             b.proc.wait_http(f"{b.url}/v2/health/ready", timeout=120)
