@@ -28,7 +28,6 @@ from kanaria.api import (
     ThresholdStep,
     Verdict,
 )
-from kanaria.durations import parse_duration
 from kanaria.rollout.pass_state import GraduateKind, Pass, Promoted, Stage
 from kanaria.rollout.promotion import begin_switch
 
@@ -126,21 +125,12 @@ def progress(p: Pass, forced: bool) -> GraduateKind | None:
                 forced = False
             _advance(p)
         elif step.pause is not None:
-            if step.pause.duration is None:
-                p.pause("PauseStep", f"step {i}: paused at {describe(p)} until promoted")
-                return None
-            left = p.left(parse_duration(step.pause.duration), p.s.stepStartedAt)
-            if left > 0:
-                p.s.message = f"step {i}: pause at {describe(p)}, {left:.0f}s left"
+            if p.pausing(i, step.pause, describe(p)):
                 return None
             _advance(p)
         else:
             assert step.analysis is not None
-            if not p.rounds_passed(step.analysis.rounds, forced):
-                p.s.message = (
-                    f"step {i}: analysis {p.s.successfulRounds}/{step.analysis.rounds} "
-                    f"rounds at {describe(p)}"
-                )
+            if p.analysing(i, step.analysis, forced, describe(p)):
                 return None
             _advance(p)
     if p.s.phase is Phase.Progressing and (p.s.currentStep or 0) >= len(all_steps):

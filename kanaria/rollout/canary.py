@@ -9,7 +9,6 @@ are up before the traffic arrives.
 from __future__ import annotations
 
 from kanaria.api import Phase
-from kanaria.durations import parse_duration
 from kanaria.rollout.pass_state import GraduateKind, Pass, Promoted, Stage
 from kanaria.rollout.promotion import begin_switch
 
@@ -64,12 +63,7 @@ def progress(p: Pass, forced: bool) -> GraduateKind | None:
                 return None
             advance_step(p)
         elif step.pause is not None:
-            if step.pause.duration is None:
-                p.pause("PauseStep", f"step {i}: paused at {p.s.stepWeight}% until promoted")
-                return None
-            left = p.left(parse_duration(step.pause.duration), p.s.stepStartedAt)
-            if left > 0:
-                p.s.message = f"step {i}: pause at {p.s.stepWeight}%, {left:.0f}s left"
+            if p.pausing(i, step.pause, f"{p.s.stepWeight}%"):
                 return None
             if not p.clear_to_advance(forced):
                 p.s.message = f"step {i}: pause over, holding until analysis passes"
@@ -77,11 +71,7 @@ def progress(p: Pass, forced: bool) -> GraduateKind | None:
             advance_step(p)
         else:
             assert step.analysis is not None
-            if not p.rounds_passed(step.analysis.rounds, forced):
-                p.s.message = (
-                    f"step {i}: analysis {p.s.successfulRounds}/{step.analysis.rounds} "
-                    f"rounds at {p.s.stepWeight}%"
-                )
+            if p.analysing(i, step.analysis, forced, f"{p.s.stepWeight}%"):
                 return None
             advance_step(p)
     if p.s.phase is Phase.Progressing and (p.s.currentStep or 0) >= len(steps):

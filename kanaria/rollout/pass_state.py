@@ -29,11 +29,14 @@ from kanaria.api import (
     Measurement,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
+    Pause,
     Phase,
     RolloutStage,
+    StepAnalysis,
     Verdict,
     VersionRole,
 )
+from kanaria.durations import parse_duration
 from kanaria.rollout.gates import applicable_gates
 from kanaria.rollout.types import Event, Observations, Retrain
 
@@ -171,6 +174,30 @@ class Pass:
         if forced or not self.has_gates:
             return True
         return self.s.successfulRounds >= rounds
+
+    # ------------------------------------------------------------------ shared steps
+
+    def pausing(self, i: int, pause: Pause, where: str) -> bool:
+        """Step ``i`` is a pause: is it still on? An open-ended one pauses the rollout
+        until a person promotes; a timed one lasts its duration from the step's start.
+        ``where`` names the position in the messages (a weight, a threshold)."""
+        if pause.duration is None:
+            self.pause("PauseStep", f"step {i}: paused at {where} until promoted")
+            return True
+        left = self.left(parse_duration(pause.duration), self.s.stepStartedAt)
+        if left > 0:
+            self.s.message = f"step {i}: pause at {where}, {left:.0f}s left"
+            return True
+        return False
+
+    def analysing(self, i: int, analysis: StepAnalysis, forced: bool, where: str) -> bool:
+        """Step ``i`` asks for analysis rounds: are they still to come?"""
+        if self.rounds_passed(analysis.rounds, forced):
+            return False
+        self.s.message = (
+            f"step {i}: analysis {self.s.successfulRounds}/{analysis.rounds} rounds at {where}"
+        )
+        return True
 
     # ------------------------------------------------------------------ status writes
 
