@@ -152,6 +152,7 @@ class Runtime:
         self.dir = state_dir
         self.options = options
         self.name = md.metadata.name
+        self.namespace: str | None = None  # no namespaces without a cluster
         self.supervisor = Supervisor()
         self.state = self._load_or_init(dict(document))
         self.md = ModelDeployment.model_validate(self.state.spec)

@@ -37,6 +37,8 @@ class Actuator(Protocol):
 
     name: str
     """The ModelDeployment's name (the model's name in the routes document)."""
+    namespace: str | None
+    """Its namespace (named in each review case); None under ``kanaria up``."""
 
     def read(self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus | None) -> Reading:
         """Readiness, what runs, the routes in effect, a pending command."""

@@ -85,7 +85,14 @@ def run_pass(
 
     ready = {v: o.ready for v, o in reading.versions.items()}
     names = [v.version for v in decided.versions] or [spec.model.version]
-    routes = build_routes(actuator.name, spec, decided, actuator.addresses(names), ready)
+    routes = build_routes(
+        actuator.name,
+        spec,
+        decided,
+        actuator.addresses(names),
+        ready,
+        namespace=actuator.namespace,
+    )
     routes_written_now = routes is not None and routes.revision != world.routes.revision
     if routes is not None and routes_written_now:
         actuator.write_routes(spec, routes)

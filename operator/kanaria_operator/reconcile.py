@@ -414,6 +414,7 @@ class ClusterWorld:
         self.obj = obj
         self.owner = owner
         self.name = owner.name
+        self.namespace: str | None = owner.namespace
         self.memory = memory
         self.raw_status = raw_status
         self.problem: SpecError | None = None

@@ -52,6 +52,7 @@ class Recorder:
     """An actuator whose world is a dict (a stand-in: no processes, no API server)."""
 
     name: str = "m"
+    namespace: str | None = None
     running: dict[str, RunningVersion] = field(default_factory=dict)
     routes: RoutesConfig | None = None
     router_runs: str | None = None
@@ -280,3 +281,18 @@ def test_router_revisions_are_read_from_its_metrics_text() -> None:
     )
     assert router_revisions(text) == {"Healthy/-/abc"}
     assert router_revisions("not metrics {{{") == frozenset()
+
+
+def test_review_cases_name_the_actuators_namespace() -> None:
+    """Reviewers of several namespaces share one tool: the routes the loop writes name
+    the ModelDeployment's namespace in the review sink (None under ``kanaria up``)."""
+    raw = make_spec(CANARY).model_dump(mode="json", exclude_none=True)
+    raw["automation"] = {"mode": "assist", "review": {"webhook": "http://reviews:8000/cases"}}
+    spec = ModelDeploymentSpec.model_validate(raw)
+    for namespace in ("fraud-prod", None):
+        world = Recorder(namespace=namespace)
+        run_pass(world, spec, None, T0)
+        assert world.routes is not None
+        review = world.routes.models["m"].review
+        assert review is not None
+        assert review.namespace == namespace
