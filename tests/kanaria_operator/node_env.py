@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from kanaria.modelgen import mlp_classifier
-from tests.support import hostnet, procs
+from tests.support import automation_stream, hostnet, procs
 from tests.support.controlplane import REPO
 from tests.support.images import Images
 from tests.support.node import NodeCluster
@@ -52,9 +52,11 @@ class ModelFiles:
     sha256: dict[str, str]
     paths: dict[str, Path]
 
-    def source(self, version: str) -> dict[str, str]:
-        """``spec.model`` for ``version``, sha256 checked by the model server."""
-        return {"version": version, "uri": self.uris[version], "sha256": self.sha256[version]}
+    def source(self, version: str, file: str | None = None) -> dict[str, str]:
+        """``spec.model`` for ``version`` (from the file of that name, or ``file``),
+        sha256 checked by the model server."""
+        key = file or version
+        return {"version": version, "uri": self.uris[key], "sha256": self.sha256[key]}
 
 
 @dataclass(frozen=True)
@@ -217,9 +219,13 @@ def node_prometheus(real_node: NodeCluster) -> Iterator[str]:
 
 
 def _generate_models(directory: Path) -> dict[str, Path]:
+    """The MLP versions, and the two linear classifiers of the automation scenario."""
     return {
-        v: mlp_classifier(directory / f"{v}.onnx", layers=MODEL_LAYERS, seed=i)
-        for i, v in enumerate(MODEL_VERSIONS)
+        **{
+            v: mlp_classifier(directory / f"{v}.onnx", layers=MODEL_LAYERS, seed=i)
+            for i, v in enumerate(MODEL_VERSIONS)
+        },
+        **automation_stream.classifiers(directory, MODEL_LAYERS[0]),
     }
 
 

@@ -36,6 +36,7 @@ from tests.kanaria_operator.node_env import (
     service_ip,
     wait_for,
 )
+from tests.support import automation_stream as auto
 from tests.support import contract, procs
 from tests.support.node import FIGURES, NodeCluster
 
@@ -502,6 +503,52 @@ def test_an_automation_policy_change_reaches_the_router_pods_without_a_restart(
         assert after == pods  # no pod restarted: the policy travels in the routes
     finally:
         d.stop_client()
+
+
+def test_an_automation_ramp_on_real_pods_then_a_sliced_model_moves_back(
+    platform: Platform, node_namespace: str
+) -> None:
+    """The degrees-of-automation scenario kanaria up runs too (tests/support/
+    automation_stream.py), on pods: the gates read reviewer agreement, automation
+    rate and success rate from the model-server pods through the real Prometheus.
+    Reviewers work from the answers the client got marked for review and post labels
+    through the Service's feedback API. A good model ramps assist -> 0.97 -> partial
+    at 0.9 and is promoted; a model wrong on one slice is moved back to assist."""
+    models = platform.models
+
+    def document(version: str, model: str) -> dict[str, Any]:
+        doc = node_md("ramp", models.source(version, model), auto.RAMP, metrics=auto.GATES)
+        doc["spec"]["analysis"]["inconclusiveLimit"] = 100
+        doc["spec"]["automation"] = dict(auto.POLICY)
+        return doc
+
+    d = deploy(platform, node_namespace, document("v1", "good"))
+    ip = service_ip(d.cluster, node_namespace, "ramp")
+    stream = auto.Stream(f"http://{ip}", "ramp", WIDTH).start()
+    try:
+
+        def apply(version: str, model: str) -> None:
+            patch_spec(d.cluster, node_namespace, "ramp", document(version, model)["spec"])
+
+        started = time.monotonic()
+        auto.ramps_to_partial(apply, d.wait, stream, "v2")
+        FIGURES.append(
+            f"automation: v2 ramped to partial at 0.9 in {time.monotonic() - started:.1f}s"
+        )
+        started = time.monotonic()
+        auto.sliced_model_moves_back(apply, d.wait, "v3")
+        FIGURES.append(
+            f"automation: sliced v3 moved back to assist in {time.monotonic() - started:.1f}s"
+        )
+        FIGURES.append(
+            f"automation: {stream.answered} answers {stream.decisions}, {stream.labelled} labelled"
+        )
+    finally:
+        stream.close()
+        d.stop_client()
+    with stream.lock:
+        assert stream.answered > 0
+        assert stream.failures == [], stream.failures[:5]
 
 
 def test_a_version_that_cannot_load_leaves_the_stable_untouched_and_says_why(
