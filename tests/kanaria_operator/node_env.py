@@ -15,6 +15,7 @@ import json
 import ssl
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -338,6 +339,17 @@ def platform(
     wait_for(real_node, "--for=condition=Available", "-n", RELEASE_NAMESPACE,
              "deployment/kanaria-operator")  # fmt: skip
     return Platform(real_node, node_prometheus, node_models, node_images)
+
+
+@pytest.fixture
+def node_namespace(platform: Platform) -> Iterator[str]:
+    """A namespace of the real node for one test, deleted after it."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    platform.cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        platform.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def prometheus_query(url: str, promql: str) -> list[dict[str, Any]]:

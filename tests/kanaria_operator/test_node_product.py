@@ -15,8 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,16 +144,6 @@ def patch_spec(cluster: NodeCluster, namespace: str, name: str, spec: dict[str, 
     cluster.kubectl(
         "patch", "mdep", name, "-n", namespace, "--type", "merge", "-p", json.dumps({"spec": spec})
     )
-
-
-@pytest.fixture
-def node_namespace(platform: Platform) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    platform.cluster.kubectl("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        platform.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @dataclass

@@ -180,11 +180,11 @@ class LabelStudio:
 
 
 def start_label_studio(
-    install: Install, log_dir: Path, timeout: float = START_TIMEOUT
+    install: Install, log_dir: Path, timeout: float = START_TIMEOUT, host: str = "127.0.0.1"
 ) -> LabelStudio:
-    """Start Label Studio on a free port of 127.0.0.1 with a copy of the migrated
-    template data dir, and wait until its API answers the admin user's token.
-    Stops it again if it does not come up."""
+    """Start Label Studio on a free port of ``host`` (127.0.0.1, or the real node's IP
+    for router pods to reach) with a copy of the migrated template data dir, and wait
+    until its API answers the admin user's token. Stops it again if it does not come up."""
     reap_leftovers()
     RECORDS.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="kanaria-ls-"))
@@ -203,7 +203,7 @@ def start_label_studio(
     }
     args = [
         str(install.binary), "start", "--no-browser",
-        "--internal-host", "127.0.0.1", "--port", str(port),
+        "--internal-host", host, "--port", str(port),
         "--data-dir", str(data_dir),
         "--username", USERNAME, "--password", password, "--user-token", token,
         "--enable-legacy-api-token", "--log-level", "WARNING",
@@ -213,7 +213,7 @@ def start_label_studio(
     record.write_text(
         json.dumps({"pid": process.pid, "owner": os.getpid(), "data_dir": str(data_dir)})
     )
-    studio = LabelStudio(process, f"http://127.0.0.1:{port}", token, password, data_dir, record)
+    studio = LabelStudio(process, f"http://{host}:{port}", token, password, data_dir, record)
     try:
         process.wait_http(f"{studio.url}/health", timeout)
         answer = studio.api("GET", "/api/projects")
