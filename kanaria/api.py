@@ -964,6 +964,11 @@ class Automation(_Spec):
     """Output holding the confidence per row (values 0-1), for models that are not
     classifiers. Default: the max class probability of the first classifier output (the
     value of kanaria_output_confidence)."""
+    spotCheck: float = Field(default=0, ge=0, le=1)
+    """Share (0-1) of automated answers also sent for review as spot checks: the client
+    gets the automated answer (marked kanaria_spot_check), reviewers get the case, and
+    their labels keep measuring agreement in the bands the model decides alone.
+    Default 0."""
     review: ReviewSinks | None = None
     """Where review cases go. Default: none (clients hold the review case themselves)."""
 

@@ -80,8 +80,12 @@ FEEDBACK = "kanaria_feedback_total"
 AUTOMATION_DECISIONS = "kanaria_automation_decisions_total"
 """Counter {model, version, decision}: predictions answered under a confidence policy, by
 decision: automated (the model decided) or review (sent to a person with the suggestion)."""
+SPOT_CHECKS = "kanaria_automation_spot_checks_total"
+"""Counter {model, version}: automated answers also sent for review as spot checks
+(spec.automation.spotCheck), so agreement keeps being measured where the model decides."""
 REVIEW_AGREEMENT = "kanaria_review_agreement_total"
-"""Counter {model, version, band, result}: reviewers' labels on review cases scored against
+"""Counter {model, version, band, result}: reviewers' labels on review cases (and spot
+checks) scored against
 the model's suggestion; result is agree|disagree, band the lower edge of the prediction's
 confidence band (0.05 wide: "0.90" is [0.90, 0.95)). reviewerAgreement sums the bands the
 next setThreshold step automates."""

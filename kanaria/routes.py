@@ -49,10 +49,14 @@ class AutomationPolicy(_Model):
     """Confidence (0-1) at or above which a partial answer is automated."""
     output: str | None = Field(default=None, min_length=1, max_length=256)
     """Output holding the confidence per row (default: the classifier's max probability)."""
+    spotCheck: float = Field(default=0.0, ge=0, le=1)
+    """Share (0-1) of automated answers also sent for review as spot checks."""
 
     def header(self) -> str:
         """The value the router sends the model server in x-kanaria-automation-policy."""
         extra = f";output={self.output}" if self.output else ""
+        if self.spotCheck > 0:
+            extra += f";spot={self.spotCheck:g}"
         return f"{self.mode};{self.threshold:g}{extra}"
 
 

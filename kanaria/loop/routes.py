@@ -42,8 +42,12 @@ def automation_policy(
         return None
     ramp = status.automation
     if ramp is not None and ramp.version == version and conf.mode != "assist":
-        return AutomationPolicy(mode=ramp.mode, threshold=ramp.threshold, output=conf.output)
-    return AutomationPolicy(mode=conf.mode, threshold=conf.threshold, output=conf.output)
+        return AutomationPolicy(
+            mode=ramp.mode, threshold=ramp.threshold, output=conf.output, spotCheck=conf.spotCheck
+        )
+    return AutomationPolicy(
+        mode=conf.mode, threshold=conf.threshold, output=conf.output, spotCheck=conf.spotCheck
+    )
 
 
 def review_route(spec: ModelDeploymentSpec, namespace: str | None) -> ReviewRoute | None:

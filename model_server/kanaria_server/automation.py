@@ -2,12 +2,17 @@
 
 The router carries the policy it read from the routes document in the
 ``x-kanaria-automation-policy`` request header (``partial;0.9`` or
-``partial;0.9;output=score``), so a new threshold applies with the next request and no
-restart. The server already has the answer's probabilities (the value it exports as
+``partial;0.9;output=score;spot=0.02``), so a new threshold applies with the next
+request and no restart. The server already has the answer's probabilities (the value it exports as
 ``kanaria_output_confidence``), so it decides here at the cost of one max per row
 and says which in the V2 response parameters ``kanaria_automation`` and
 ``kanaria_confidence`` and in the ``x-kanaria-automation`` / ``x-kanaria-confidence``
 headers; the router reads the headers only.
+
+Spot checks: a share (``spot``) of automated answers is also marked for review
+(``kanaria_spot_check`` / ``x-kanaria-spot-check``), so reviewers keep measuring
+agreement in the bands the model already decides alone; the client still gets an
+automated answer. The draw is the caller's, so :func:`decide` stays pure.
 
 A request of several rows is automated only if every row is: one unsure row is
 enough to ask a person. No confidence (a model with neither a classifier output nor
@@ -29,6 +34,7 @@ from kanaria_server.monitoring import confidences
 POLICY_HEADER: Final = b"x-kanaria-automation-policy"
 DECISION_HEADER: Final = b"x-kanaria-automation"
 CONFIDENCE_HEADER: Final = b"x-kanaria-confidence"
+SPOT_CHECK_HEADER: Final = b"x-kanaria-spot-check"
 BAND_WIDTH: Final = 0.05
 
 Mode = Literal["assist", "partial", "full"]
@@ -42,6 +48,8 @@ class Policy:
     mode: Mode
     threshold: float
     output: str | None = None
+    spot: float = 0.0
+    """Share (0-1) of automated answers also sent for review as spot checks."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,13 @@ class Outcome:
 
     decision: DecisionKind
     confidence: float | None
+    spot_check: bool = False
+    """An automated answer drawn for review too (reviewers see it; the client does not wait)."""
+
+    @property
+    def reviewed(self) -> bool:
+        """Whether a reviewer will see this answer (a review case or a spot check)."""
+        return self.decision == "review" or self.spot_check
 
     @property
     def band(self) -> str | None:
@@ -99,11 +114,21 @@ def _parse(raw: bytes) -> Policy:
         if not 0 <= threshold <= 1:
             raise BadRequestError("x-kanaria-automation-policy: threshold must be 0-1")
     output = None
+    spot = 0.0
     for extra in parts[2:]:
-        key, _, value = extra.partition("=")
-        if key.strip() == "output" and value.strip():
-            output = value.strip()
-    return Policy(mode, threshold, output)  # type: ignore[arg-type]
+        key, _, value = (p.strip() for p in extra.partition("="))
+        if key == "output" and value:
+            output = value
+        elif key == "spot":
+            try:
+                spot = float(value)
+            except ValueError:
+                raise BadRequestError(
+                    f"x-kanaria-automation-policy: spot {value!r} is not a number"
+                ) from None
+            if not 0 <= spot <= 1:
+                raise BadRequestError("x-kanaria-automation-policy: spot must be 0-1")
+    return Policy(mode, threshold, output, spot)  # type: ignore[arg-type]
 
 
 def confidence_of(
@@ -142,10 +167,13 @@ def _row_confidence(row: list[float]) -> float:
     return 1.0 / sum(math.exp(v - top) for v in row)
 
 
-def decide(policy: Policy, confidence: float | None) -> Outcome:
-    """assist: review; full: automated; partial: automated at or above the threshold."""
-    if policy.mode == "full":
-        return Outcome("automated", confidence)
-    if policy.mode == "partial" and confidence is not None and confidence >= policy.threshold:
-        return Outcome("automated", confidence)
+def decide(policy: Policy, confidence: float | None, draw: float = 1.0) -> Outcome:
+    """assist: review; full: automated; partial: automated at or above the threshold.
+    An automated answer is also a spot check when ``draw`` (uniform in [0, 1), the
+    caller's) falls below the policy's spot share."""
+    automated = policy.mode == "full" or (
+        policy.mode == "partial" and confidence is not None and confidence >= policy.threshold
+    )
+    if automated:
+        return Outcome("automated", confidence, spot_check=draw < policy.spot)
     return Outcome("review", confidence)

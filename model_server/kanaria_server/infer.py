@@ -33,6 +33,7 @@ from kanaria_server.automation import (
     CONFIDENCE_HEADER,
     DECISION_HEADER,
     POLICY_HEADER,
+    SPOT_CHECK_HEADER,
     confidence_of,
     decide,
     parse_policy,
@@ -107,7 +108,8 @@ class InferHandler:
             band = None
             if policy is not None:
                 first = monitor.classifiers[0] if monitor.classifiers else None
-                outcome = decide(policy, confidence_of(policy, outputs, first))
+                draw = random.random() if policy.spot > 0 else 1.0
+                outcome = decide(policy, confidence_of(policy, outputs, first), draw)
                 parameters = {
                     "kanaria_automation": outcome.decision,
                     "kanaria_confidence": outcome.confidence,
@@ -115,8 +117,11 @@ class InferHandler:
                 headers.append((DECISION_HEADER, outcome.decision.encode()))
                 if outcome.confidence is not None:
                     headers.append((CONFIDENCE_HEADER, f"{outcome.confidence:.6f}".encode()))
-                monitor.count_decision(outcome.decision)
-                band = outcome.band if outcome.decision == "review" else None
+                if outcome.spot_check:
+                    parameters["kanaria_spot_check"] = True
+                    headers.append((SPOT_CHECK_HEADER, b"true"))
+                monitor.count_decision(outcome.decision, outcome.spot_check)
+                band = outcome.band if outcome.reviewed else None
             payload, json_length = encode_response(
                 settings.name, settings.version, decoded.id, selected, parameters
             )

@@ -167,6 +167,13 @@ class Monitor:
         self._decision_children = {
             d: self.decisions.labels(model, version, d) for d in ("automated", "review")
         }
+        self.spot_checks = Counter(
+            m.SPOT_CHECKS,
+            "Automated answers also sent for review as spot checks",
+            mv,
+            registry=r,
+        )
+        self._spot_child = self.spot_checks.labels(model, version)
         self.review_agreement = Counter(
             m.REVIEW_AGREEMENT,
             "Reviewers' labels on review cases against the suggestion, by confidence band",
@@ -211,9 +218,11 @@ class Monitor:
         if self.drift:
             self.registry.register(_DriftCollector(model, version, self.drift))
 
-    def count_decision(self, decision: str) -> None:
-        """One answer under a confidence policy: automated or review."""
+    def count_decision(self, decision: str, spot_check: bool = False) -> None:
+        """One answer under a confidence policy: automated or review (and a spot check)."""
         self._decision_children[decision].inc()
+        if spot_check:
+            self._spot_child.inc()
 
     def count_agreement(self, bands: dict[str, tuple[int, int]]) -> None:
         """Reviewers' labels on review cases: (agree, disagree) rows per confidence band."""

@@ -1,0 +1,61 @@
+"""Spot checks through a real model server (issue 13: reviewers keep seeing some of
+what the model decides alone). Under ``partial;0.0;spot=1`` every answer is automated
+and every one is also a spot check: the client's answer says automated and marks
+the check, and a reviewer's label on it counts as agreement in its confidence band."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from kanaria.modelgen import mlp_classifier
+from tests.kanaria_router.automation_support import server_metric
+from tests.kanaria_router.conftest import Backend, model_server
+from tests.kanaria_router.test_with_model_servers import LAYERS, rows
+
+POLICY = "x-kanaria-automation-policy"
+AGREEMENT = "kanaria_review_agreement_total"
+SPOT_CHECKS = "kanaria_automation_spot_checks_total"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    root = tmp_path_factory.mktemp("spot-checks")
+    with model_server(mlp_classifier(root / "m.onnx", LAYERS, seed=3), root / "logs") as s:
+        yield s
+
+
+def test_spot_checked_answers_are_automated_marked_and_scored_by_band(server: Backend) -> None:
+    suggested: dict[str, int] = {}
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for i, body in enumerate(rows(6, seed=21)):
+            answer = c.post(
+                "/v2/models/fraud/infer",
+                json=body,
+                headers={"x-request-id": f"s-{i}", POLICY: "partial;0;spot=1"},
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-kanaria-automation"] == "automated"
+            assert answer.headers["x-kanaria-spot-check"] == "true"
+            params = answer.json()["parameters"]
+            assert (params["kanaria_automation"], params["kanaria_spot_check"]) == (
+                "automated",
+                True,
+            )
+            probs = answer.json()["outputs"][0]["data"]
+            suggested[f"s-{i}"] = max(range(len(probs)), key=probs.__getitem__)
+        plain = c.post("/v2/models/fraud/infer", json=rows(1, seed=22)[0],
+                       headers={POLICY: "partial;0"})  # fmt: skip
+        assert "x-kanaria-spot-check" not in plain.headers
+        assert "kanaria_spot_check" not in plain.json()["parameters"]
+        assert server_metric(server, SPOT_CHECKS) == 6
+
+        # reviewers agree on five, not on the last: agreement in the answers' bands
+        labels = [{"id": rid, "label": cls} for rid, cls in suggested.items()]
+        labels[-1]["label"] = (labels[-1]["label"] + 1) % LAYERS[-1]
+        scored = c.post("/v2/models/fraud/feedback", json=labels)
+        assert scored.status_code == 200, scored.text
+    assert server_metric(server, AGREEMENT, result="agree") == 5
+    assert server_metric(server, AGREEMENT, result="disagree") == 1
