@@ -53,8 +53,9 @@ def test_spot_checked_answers_are_automated_marked_and_scored_by_band(server: Ba
         assert server_metric(server, SPOT_CHECKS) == 6
 
         # reviewers agree on five, not on the last: agreement in the answers' bands
+        last = list(suggested)[-1]
+        suggested[last] = (suggested[last] + 1) % LAYERS[-1]
         labels = [{"id": rid, "label": cls} for rid, cls in suggested.items()]
-        labels[-1]["label"] = (labels[-1]["label"] + 1) % LAYERS[-1]
         scored = c.post("/v2/models/fraud/feedback", json=labels)
         assert scored.status_code == 200, scored.text
     assert server_metric(server, AGREEMENT, result="agree") == 5
