@@ -291,7 +291,9 @@ def test_a_label_studio_left_by_a_crashed_run_is_stopped_by_pid(tmp_path: Path) 
     owner = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)  # fmt: skip
     left = procs.start(
-        [sys.executable, "-c", "import sys; sys.stdin.read()", "--data-dir", str(data_dir)],
+        # it must outlive the reaping: reading stdin would end at once where stdin is
+        # /dev/null (as under CI), and a zombie's command line is empty
+        [sys.executable, "-c", "import time; time.sleep(300)", "--data-dir", str(data_dir)],
         tmp_path,
         "left-behind",
     )
