@@ -15,8 +15,12 @@ agreement in the bands the model already decides alone; the client still gets an
 automated answer. The draw is the caller's, so :func:`decide` stays pure.
 
 A request of several rows is automated only if every row is: one unsure row is
-enough to ask a person. No confidence (a model with neither a classifier output nor
-the named output, or a NaN) is never automated in partial mode.
+enough to ask a person. Such an answer also says, per row, what the policy made of
+it (``kanaria_automation_rows`` and ``kanaria_confidence_rows``), so a client can act
+on the confident rows and hold only the unsure ones; a reviewer's labels on a
+reviewed request count in each row's own confidence band. No confidence (a model
+with neither a classifier output nor the named output, or a NaN) is never automated
+in partial mode.
 """
 
 from __future__ import annotations
@@ -155,6 +159,31 @@ def confidence_of(
     if not math.isfinite(value) or not 0 <= value <= 1:
         return None
     return value
+
+
+def row_confidences(
+    policy: Policy, outputs: dict[str, npt.NDArray[np.generic]], classifier: str | None
+) -> list[float | None] | None:
+    """Each row's confidence (None for a row whose value is not a finite 0-1 number);
+    None when the model has no confidence at all. For answers of several rows."""
+    if policy.output is not None:
+        arr = outputs.get(policy.output)
+        if arr is None or arr.dtype.kind not in "fiu" or not arr.size:
+            return None
+        values = arr.reshape(arr.shape[0] if arr.ndim else 1, -1)[:, 0].astype(np.float64)
+    elif classifier is not None and classifier in outputs:
+        scores = outputs[classifier]
+        if scores.ndim != 2 or not scores.size:
+            return None
+        values = confidences(scores)
+    else:
+        return None
+    return [v if math.isfinite(v) and 0 <= v <= 1 else None for v in values.tolist()]
+
+
+def decide_rows(policy: Policy, rows: list[float | None]) -> list[DecisionKind]:
+    """What the policy makes of each row on its own (spot checks are per answer)."""
+    return [decide(policy, c).decision for c in rows]
 
 
 def _row_confidence(row: list[float]) -> float:

@@ -71,17 +71,22 @@ class FeedbackStore:
         self.capacity = capacity
         self.ttl_s = ttl_s
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, list[int], str | None]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, list[int], list[str | None] | None]] = (
+            OrderedDict()
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def remember(self, request_id: str, classes: list[int], band: str | None = None) -> None:
-        """Keep a prediction's classes; ``band`` (its confidence band) for a review case,
-        so a reviewer's label also counts as agreement in that band."""
+    def remember(
+        self, request_id: str, classes: list[int], bands: list[str | None] | None = None
+    ) -> None:
+        """Keep a prediction's classes; for a reviewed answer also its confidence band,
+        one for the whole answer or one per row, so that a reviewer's label counts as
+        agreement in the band of the row it labels."""
         if self.capacity <= 0:
             return
-        self._entries[request_id] = (self._clock() + self.ttl_s, classes, band)
+        self._entries[request_id] = (self._clock() + self.ttl_s, classes, bands)
         self._entries.move_to_end(request_id)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
@@ -104,15 +109,17 @@ class FeedbackStore:
                     f"had {len(classes)} rows"
                 )
             result.matched += 1
-            agree = 0
-            for label, predicted in zip(expanded, classes, strict=True):
-                if label == predicted:
+            bands = entry[2]
+            if bands is not None and len(bands) != len(classes):
+                bands = bands[:1] * len(classes)  # one band for the whole answer
+            for row, (label, predicted) in enumerate(zip(expanded, classes, strict=True)):
+                agreed = label == predicted
+                if agreed:
                     result.correct += 1
-                    agree += 1
                 else:
                     result.incorrect += 1
-            band = entry[2]
-            if band is not None:
-                a, d = result.bands.get(band, (0, 0))
-                result.bands[band] = (a + agree, d + len(classes) - agree)
+                band = bands[row] if bands is not None else None
+                if band is not None:
+                    a, d = result.bands.get(band, (0, 0))
+                    result.bands[band] = (a + agreed, d + (not agreed))
         return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 from kanaria_server.asgi import (
     BINARY_TYPE,
@@ -34,9 +35,12 @@ from kanaria_server.automation import (
     DECISION_HEADER,
     POLICY_HEADER,
     SPOT_CHECK_HEADER,
+    band_of,
     confidence_of,
     decide,
+    decide_rows,
     parse_policy,
+    row_confidences,
 )
 from kanaria_server.codec import decode_request, encode_response
 from kanaria_server.errors import InjectedFailureError, NotReadyError, answer
@@ -104,16 +108,25 @@ class InferHandler:
                 if (spec := model.signature.output(o.name)) is not None
             ]
             headers = []
-            parameters = None
-            band = None
+            parameters: dict[str, Any] | None = None
+            bands: list[str | None] | None = None
             if policy is not None:
                 first = monitor.classifiers[0] if monitor.classifiers else None
                 draw = random.random() if policy.spot > 0 else 1.0
-                outcome = decide(policy, confidence_of(policy, outputs, first), draw)
+                per_row = row_confidences(policy, outputs, first) if decoded.rows > 1 else None
+                if per_row is None:
+                    confidence = confidence_of(policy, outputs, first)
+                else:  # the answer's confidence is its least sure row's
+                    known = [c for c in per_row if c is not None]
+                    confidence = min(known) if len(known) == len(per_row) else None
+                outcome = decide(policy, confidence, draw)
                 parameters = {
                     "kanaria_automation": outcome.decision,
                     "kanaria_confidence": outcome.confidence,
                 }
+                if per_row is not None:
+                    parameters["kanaria_automation_rows"] = decide_rows(policy, per_row)
+                    parameters["kanaria_confidence_rows"] = per_row
                 headers.append((DECISION_HEADER, outcome.decision.encode()))
                 if outcome.confidence is not None:
                     headers.append((CONFIDENCE_HEADER, f"{outcome.confidence:.6f}".encode()))
@@ -121,7 +134,8 @@ class InferHandler:
                     parameters["kanaria_spot_check"] = True
                     headers.append((SPOT_CHECK_HEADER, b"true"))
                 monitor.count_decision(outcome.decision, outcome.spot_check)
-                band = outcome.band if outcome.reviewed else None
+                if outcome.reviewed:  # a reviewer sees every row: each counts in its band
+                    bands = [outcome.band] if per_row is None else [band_of(c) for c in per_row]
             payload, json_length = encode_response(
                 settings.name, settings.version, decoded.id, selected, parameters
             )
@@ -129,7 +143,7 @@ class InferHandler:
             if monitor.classifiers and state.feedback.capacity > 0:
                 scores = outputs[monitor.classifiers[0]]
                 if scores.ndim == 2:
-                    state.feedback.remember(request_id, scores.argmax(axis=1).tolist(), band)
+                    state.feedback.remember(request_id, scores.argmax(axis=1).tolist(), bands)
             elapsed = time.perf_counter() - started
             predlog = state.predlog
             if predlog is not None and predlog.sampled():

@@ -1,10 +1,19 @@
-"""Spot checks in the confidence policy (pure): which automated answers are also
-reviewed, and how the policy header carries the share."""
+"""The confidence policy's pure parts: spot checks (which automated answers are also
+reviewed, and how the policy header carries the share) and per-row decisions."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
-from kanaria_server.automation import Policy, decide, parse_policy
+from kanaria_server.automation import (
+    Policy,
+    decide,
+    decide_rows,
+    parse_policy,
+    row_confidences,
+)
 from kanaria_server.errors import BadRequestError
 
 from kanaria.routes import AutomationPolicy
@@ -41,3 +50,21 @@ def test_the_routes_policy_header_round_trips_the_share() -> None:
 def test_a_bad_share_is_the_callers_error(raw: bytes, message: str) -> None:
     with pytest.raises(BadRequestError, match=message):
         parse_policy(raw)
+
+
+def test_each_row_gets_its_own_confidence_and_decision() -> None:
+    scores = np.array([[0.97, 0.03], [0.6, 0.4], [0.05, 0.95]], dtype=np.float32)
+    policy = Policy("partial", 0.9)
+    rows = row_confidences(policy, {"probabilities": scores}, "probabilities")
+    assert rows is not None
+    assert [round(c, 4) for c in rows if c is not None] == [0.97, 0.6, 0.95]
+    assert decide_rows(policy, rows) == ["automated", "review", "automated"]
+
+
+def test_a_named_output_gives_row_confidences_and_a_bad_value_is_never_automated() -> None:
+    policy = Policy("partial", 0.5, output="score")
+    score = np.array([[0.8], [math.nan], [1.5]], dtype=np.float64)
+    rows = row_confidences(policy, {"score": score}, None)
+    assert rows == [0.8, None, None]
+    assert decide_rows(policy, rows) == ["automated", "review", "review"]
+    assert row_confidences(policy, {}, None) is None  # no such output: no confidence
