@@ -73,6 +73,8 @@ def degree(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> str:
     text = f"{mode}{version}" + (f" at confidence >= {threshold:g}" if mode == "partial" else "")
     if mode == "assist":
         text += " (every answer reviewed)"
+    elif conf.spotCheck > 0:
+        text += f", {conf.spotCheck:.0%} of automated answers spot-checked"
     if auto is not None and status.stage == "Automating":
         if auto.nextThreshold is not None:
             text += f"; next step {auto.nextThreshold:g}"

@@ -220,6 +220,10 @@ def test_status_view_shows_the_degree_of_automation() -> None:
     round_(sim, OK)
     text = render("fraud", sim.spec, sim.s)
     assert "partial on v2 at confidence >= 0.97; next step 0.9" in text
+    raw = sim.spec.model_dump(mode="json", exclude_none=True)
+    raw["automation"]["spotCheck"] = 0.02
+    spotted = render("fraud", ModelDeploymentSpec.model_validate(raw), sim.s)
+    assert "at confidence >= 0.97, 2% of automated answers spot-checked" in spotted
 
 
 def test_a_shadow_graduates_into_the_automation_ramp() -> None:
