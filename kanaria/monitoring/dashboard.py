@@ -451,12 +451,20 @@ def _rows() -> tuple[RowSpec, ...]:
                 ),
                 PanelSpec(
                     "Automation rate",
-                    "Share of answers the model decided (the rest went to review).",
+                    "Share of answers the model decided (the rest went to review), and the "
+                    "share of those automated answers reviewers still spot-check "
+                    "(spec.automation.spotCheck).",
                     (
                         Query(
                             f"{_sum_rate(VERSION_KEYS, m.AUTOMATION_DECISIONS, automated)}"
                             f" / ({_sum_rate(VERSION_KEYS, m.AUTOMATION_DECISIONS)} > 0)",
                             V,
+                        ),
+                        Query(
+                            f"{_sum_rate(VERSION_KEYS, m.SPOT_CHECKS)}"
+                            f" / ({_sum_rate(VERSION_KEYS, m.AUTOMATION_DECISIONS, automated)}"
+                            " > 0)",
+                            V + " spot-checked",
                         ),
                     ),
                     unit="percentunit",

@@ -160,10 +160,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stack.callback(server.stop)
             servers.append(server)
         # Both serving versions run a partial confidence policy, so answers are split
-        # between automated and review, and the labels below land on review cases too.
+        # between automated and review (a fifth of the automated ones spot-checked), and
+        # the labels below land on review cases too.
         # Review cases go to a webhook nobody answers, through a one-case buffer: the
         # queue and its drops have data (KanariaReviewQueueDropping needs 5m to fire).
-        policy = {"mode": "partial", "threshold": 0.6}
+        policy = {"mode": "partial", "threshold": 0.6, "spotCheck": 0.2}
         routes = {
             "models": {
                 MODEL: {
