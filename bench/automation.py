@@ -9,7 +9,9 @@ Kanaria routers started from the same code in the same run, measured interleaved
   parameter, both headers, the decision counter); no review sink;
 - ``partial 0.9 + webhook``: the same, and every review answer (this model is
   rarely confident, so most are) becomes a review case offered to a webhook sink (an
-  nginx stub answering 200): parsing the request and answer, the case, the offer.
+  nginx stub answering 200): the offer on the request path (the bodies as bytes),
+  then on the sender's task, per batch, parsing the bodies, the cases, one JSON
+  body and one POST.
 
 Routers are pinned to one CPU, the model server, the stub and wrk to the other.
 Target (issue 13): the policy costs at most 5% of throughput, at 1 and 64

@@ -20,7 +20,13 @@ docs/review.md describes it from the reviewer's side.
 
 from __future__ import annotations
 
-from kanaria.review.case import ReviewCase, batch_body, case_from_arrays, case_from_v2
+from kanaria.review.case import (
+    PendingCase,
+    ReviewCase,
+    batch_body,
+    case_from_arrays,
+    case_from_v2,
+)
 from kanaria.review.labelstudio import Connection, LabelStudioClient, LabelStudioSink
 from kanaria.review.metrics import ReviewMetrics
 from kanaria.review.puller import LabelPuller, PullResult
@@ -34,6 +40,7 @@ __all__ = [
     "LabelPuller",
     "LabelStudioClient",
     "LabelStudioSink",
+    "PendingCase",
     "PullResult",
     "Retry",
     "ReviewCase",

@@ -34,7 +34,7 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from kanaria.review.case import ReviewCase
+from kanaria.review.case import PendingCase, ReviewCase
 from kanaria.review.metrics import CaseOutcome, ReviewMetrics
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class ReviewSender:
         self.retry = retry or Retry()
         self.counts = Counts()
         self._metrics = metrics
-        self._buffer: deque[ReviewCase] = deque()
+        self._buffer: deque[ReviewCase | PendingCase] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -149,10 +149,12 @@ class ReviewSender:
         """Cases waiting in the buffer (not the batch being delivered)."""
         return len(self._buffer)
 
-    def offer(self, case: ReviewCase) -> bool:
+    def offer(self, case: ReviewCase | PendingCase) -> bool:
         """Queue ``case`` for the sink; False (and counted) when the buffer is full or closed.
 
-        O(1) and never waits: the caller is answering a client.
+        O(1) and never waits: the caller is answering a client. A
+        :class:`~kanaria.review.case.PendingCase` is built on the delivery task, with
+        its batch; one that cannot be built counts as failed.
         """
         self.counts.offered += 1
         if self._closed or len(self._buffer) >= self.capacity:
@@ -185,7 +187,7 @@ class ReviewSender:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        left = list(self._buffer)
+        left = list(self._buffer)  # pending cases too: never built, dropped
         self._buffer.clear()
         for case in left:
             self.counts.dropped += 1
@@ -204,7 +206,10 @@ class ReviewSender:
                 # Let a batch fill: one call per case costs the router's loop several
                 # times the request's own work when every answer is for review.
                 await asyncio.sleep(self.linger_s)
-            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            taken = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            batch = self._built(taken)
+            if not batch:
+                continue
             try:
                 await self._deliver(batch)
             except asyncio.CancelledError:
@@ -213,6 +218,25 @@ class ReviewSender:
                     self.counts.dropped += 1
                     self._count(case.version, "dropped", 1)
                 raise
+
+    def _built(self, taken: list[ReviewCase | PendingCase]) -> list[ReviewCase]:
+        """The batch as cases: pending ones built here, on the delivery task, not on the
+        request path; one that cannot be built is logged and counts as failed."""
+        batch: list[ReviewCase] = []
+        for case in taken:
+            if isinstance(case, PendingCase):
+                try:
+                    batch.append(case.build())
+                except Exception as exc:  # a bug as well: it must not end the task
+                    if isinstance(exc, ValueError):
+                        log.warning("review case of %s not made: %s", self.model, exc)
+                    else:
+                        log.exception("review case of %s not made", self.model)
+                    self.counts.failed += 1
+                    self._count(case.version, "failed", 1)
+            else:
+                batch.append(case)
+        return batch
 
     async def _deliver(self, batch: list[ReviewCase]) -> None:
         for attempt in range(1, self.retry.attempts + 1):

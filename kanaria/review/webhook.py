@@ -32,33 +32,46 @@ def classify(status: int) -> bool | None:
 
 
 class WebhookSink:
-    """POSTs each batch of cases to ``webhook.url``."""
+    """POSTs each batch of cases to ``webhook.url``.
+
+    The POST itself is :meth:`post`, over httpx here; a component with a cheaper
+    client on its loop overrides it (the router's aiohttp session: about 8x less CPU
+    per POST than httpx, bench/README.md)."""
 
     name = "webhook"
 
     def __init__(self, webhook: Webhook, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.webhook = webhook
-        self._client = httpx.AsyncClient(
-            timeout=parse_duration(webhook.timeout), transport=transport
-        )
-        self._headers = {"Content-Type": "application/json", **webhook.headers}
+        self.timeout_s = parse_duration(webhook.timeout)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self.headers = {"Content-Type": "application/json", **webhook.headers}
 
     async def deliver(self, cases: Sequence[ReviewCase]) -> None:
-        try:
-            response = await self._client.post(
-                self.webhook.url, content=batch_body(cases), headers=self._headers
-            )
-        except httpx.HTTPError as exc:
-            raise DeliveryError(
-                f"review webhook {self.webhook.url}: {type(exc).__name__}: {exc}", retryable=True
-            ) from exc
-        retryable = classify(response.status_code)
+        status, text = await self.post(batch_body(cases))
+        retryable = classify(status)
         if retryable is not None:
             raise DeliveryError(
-                f"review webhook {self.webhook.url} answered HTTP {response.status_code}: "
-                f"{response.text[:200]}",
+                f"review webhook {self.webhook.url} answered HTTP {status}: {text[:200]}",
                 retryable=retryable,
             )
 
+    async def post(self, body: bytes) -> tuple[int, str]:
+        """POST ``body``; the status and the answer's text. Raises a retryable
+        :class:`DeliveryError` when there is no answer."""
+        if self._client is None:  # made on first use: a sink that sends nothing costs nothing
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport)
+        try:
+            response = await self._client.post(self.webhook.url, content=body, headers=self.headers)
+        except httpx.HTTPError as exc:
+            raise no_answer(self.webhook.url, exc) from exc
+        return response.status_code, response.text
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def no_answer(url: str, exc: BaseException) -> DeliveryError:
+    """The retryable error of a POST that got no answer (refused, reset, timed out)."""
+    return DeliveryError(f"review webhook {url}: {type(exc).__name__}: {exc}", retryable=True)

@@ -4,9 +4,13 @@ model's review sinks (kanaria.review), never slowing the client.
 The model server decides automated or review (it has the probabilities) and says so
 in the ``x-kanaria-automation`` header; the router reads that header only. For a
 review answer of a model whose routes name sinks (``review:`` in the routes
-document), it builds a :class:`~kanaria.review.ReviewCase` from the request and the
-answer it already holds and offers it to each sink's bounded buffer: O(1), and a
-full buffer drops and counts. Senders follow the routes document: a reload that
+document), it offers a :class:`~kanaria.review.PendingCase` (the request and the
+answer it already holds, as bytes, with a few strings) to each sink's bounded
+buffer: O(1), and a full buffer drops and counts. The sender parses and builds the
+cases on its own task, a batch at a time, after the clients have their answers
+(bodies past :data:`PENDING_MAX_BYTES` are made into their case first, as before).
+A webhook sink POSTs through aiohttp, as the router's forwarding does (httpx costs
+about 8x the CPU per POST). Senders follow the routes document: a reload that
 changes a model's sinks closes the old senders and makes new ones.
 
 Labels back: for a Label Studio sink the router also runs kanaria.review's
@@ -23,21 +27,23 @@ import asyncio
 import contextlib
 import logging
 import os
-from datetime import UTC, datetime
+import time
 
-import orjson
+import aiohttp
 
 from kanaria.api import Webhook
 from kanaria.review import (
     Connection,
     LabelPuller,
     LabelStudioSink,
+    PendingCase,
+    ReviewCase,
     ReviewMetrics,
     ReviewSender,
     WebhookSink,
-    case_from_v2,
 )
 from kanaria.review.labelstudio import LabelStudioClient
+from kanaria.review.webhook import no_answer
 from kanaria.routes import ReviewRoute
 from kanaria_router.table import RouteTable
 
@@ -49,6 +55,12 @@ POLICY_HEADER = "x-kanaria-automation-policy"
 """Request header carrying a version's policy to its model server (never from clients)."""
 PULL_INTERVAL_S = 5.0
 """Seconds between two reads of a Label Studio project's annotations."""
+PENDING_MAX_BYTES = 16 * 1024
+"""Request and answer bodies up to this size (together) wait in a sender's buffer as
+they are and are parsed with the batch; larger ones (up to the router's 16 MiB body
+limit) are made into their case on the request path as before, so that a full buffer
+holds cases within the prediction log's size rule, not the bodies: 1,000 pending
+cases hold at most 16 MiB."""
 
 
 class ReviewHub:
@@ -133,7 +145,7 @@ class ReviewHub:
     def _make(self, model: str, route: ReviewRoute) -> list[ReviewSender]:
         out: list[ReviewSender] = []
         if route.webhook is not None:
-            sink = WebhookSink(Webhook(url=str(route.webhook)))
+            sink = AiohttpWebhookSink(Webhook(url=str(route.webhook)))
             out.append(ReviewSender(sink, model, self.metrics, capacity=route.bufferSize))
         ls = route.labelStudio
         if ls is not None:
@@ -170,30 +182,30 @@ class ReviewHub:
         request_body: bytes,
         answer_body: bytes,
     ) -> None:
-        """Offer one review answer to the model's sinks (no-op when it has none). A body
-        that is not V2 JSON (binary tensors) is logged once per call, never raised:
-        the client already has its answer."""
+        """Offer one review answer to the model's sinks (no-op when it has none): O(1)
+        for bodies up to :data:`PENDING_MAX_BYTES`, parsed by the senders' tasks. A
+        body that is not V2 JSON (binary tensors) is logged (and, parsed there, counted
+        as failed), never raised: the client already has its answer."""
         senders = self._senders.get(model)
         if not senders:
             return
-        try:
-            req = orjson.loads(request_body)
-            ans = orjson.loads(answer_body)
-            conf = float(confidence) if confidence else None
-            case = case_from_v2(
-                request_id,
-                model,
-                version,
-                datetime.now(UTC),
-                req.get("inputs", []),
-                ans.get("outputs", []),
-                confidence=conf,
-                classes=_classes(ans.get("outputs", [])),
-                namespace=self._routes[model].namespace,
-            )
-        except (ValueError, TypeError, AttributeError) as exc:
-            log.warning("review case of %s request %s not made: %s", model, request_id, exc)
-            return
+        pending = PendingCase(
+            request_id,
+            model,
+            version,
+            time.time(),
+            request_body,
+            answer_body,
+            confidence=confidence,
+            namespace=self._routes[model].namespace,
+        )
+        case: PendingCase | ReviewCase = pending
+        if len(request_body) + len(answer_body) > PENDING_MAX_BYTES:
+            try:  # a buffer of such bodies would hold far more than their cases
+                case = pending.build()
+            except ValueError as exc:
+                log.warning("review case of %s not made: %s", model, exc)
+                return
         for sender in senders:
             sender.start()
             sender.offer(case)
@@ -212,28 +224,28 @@ class ReviewHub:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
 
-def _classes(outputs: list[dict[str, object]]) -> list[int]:
-    """Argmax per row of the first [batch, classes] output (the suggestion)."""
-    for out in outputs:
-        shape = out.get("shape")
-        data = out.get("data")
-        if (
-            isinstance(shape, list)
-            and len(shape) == 2
-            and isinstance(data, list)
-            and shape[1]
-            and isinstance(shape[1], int)
-            and shape[1] >= 2
-        ):
-            width = shape[1]
-            rows = [data[i : i + width] for i in range(0, len(data), width)]
-            return [_argmax(r) for r in rows if r]
-    return []
+class AiohttpWebhookSink(WebhookSink):
+    """The webhook sink over an aiohttp session of its own (kept alive between batches),
+    made on the router's loop at the first POST."""
 
+    _session: aiohttp.ClientSession | None = None
 
-def _argmax(row: list[object]) -> int:
-    best = 0
-    for i, value in enumerate(row):
-        if isinstance(value, int | float) and value > row[best]:  # type: ignore[operator]
-            best = i
-    return best
+    async def post(self, body: bytes) -> tuple[int, str]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                trust_env=True,  # HTTP(S)_PROXY, as httpx reads them
+            )
+        try:
+            async with self._session.post(
+                str(self.webhook.url), data=body, headers=self.headers, allow_redirects=False
+            ) as response:  # a redirect is an answer that is not 2xx, as with httpx
+                text = (await response.read()).decode("utf-8", "replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise no_answer(str(self.webhook.url), exc) from exc
+        return response.status, text
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        await super().aclose()

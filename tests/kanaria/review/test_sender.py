@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +22,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from kanaria.api import Webhook
-from kanaria.review import ReviewCase, ReviewMetrics, ReviewSender, WebhookSink
+from kanaria.review import (
+    PendingCase,
+    ReviewCase,
+    ReviewMetrics,
+    ReviewSender,
+    WebhookSink,
+    batch_body,
+)
 from kanaria.review.sender import Retry
 from kanaria.review.webhook import classify
 from tests.kanaria.review.receiver import ScriptedReceiver
@@ -250,3 +258,47 @@ def test_these_tests_wait_on_conditions_not_on_time() -> None:
         and node.func.attr == "sleep"
     }
     assert sleeping <= {"_until"}, sleeping
+
+
+def pending(i: int, request: bytes | None = None) -> PendingCase:
+    """What the router offers for ``case(i)``: the V2 JSON bodies it holds."""
+    x = {"name": "x", "shape": [2], "datatype": "FP64", "data": [i, 2]}
+    probs = {"name": "probs", "shape": [1, 2], "datatype": "FP32", "data": [0.25, 0.75]}
+    return PendingCase(
+        f"r{i}", "fraud", "v1", datetime(2026, 1, 1, tzinfo=UTC).timestamp(),
+        json.dumps({"inputs": [x]}).encode() if request is None else request,
+        json.dumps({"outputs": [probs]}).encode(), confidence="0.5",
+    )  # fmt: skip
+
+
+def doc(c: ReviewCase) -> dict[str, object]:
+    body: dict[str, list[dict[str, object]]] = json.loads(batch_body([c]))
+    return body["cases"][0]
+
+
+def test_pending_cases_are_built_on_the_task_and_one_that_cannot_be_fails_alone() -> None:
+    """The router offers the bodies it holds (O(1)); the sender builds the cases with
+    their batch. A body that is not V2 JSON fails its own case, counted, and the
+    others of the batch and later cases go out as cases made whole would."""
+    registry = CollectorRegistry()
+
+    async def scenario() -> None:
+        with ScriptedReceiver() as receiver:
+            s = sender(receiver.url, registry)
+            s.start()
+            assert s.offer(pending(0))
+            assert s.offer(pending(1, b"\x00binary tensors"))
+            assert s.offer(pending(2))
+            await s.drained()
+            assert s.offer(case(3))  # built cases still go as they are
+            await s.drained()
+            await s.aclose()
+            made = [
+                case(i).model_copy(update={"outputs": {"probs": [[0.25, 0.75]]}}) for i in (0, 2)
+            ]
+            assert receiver.cases() == [doc(c) for c in (*made, case(3))]
+            assert (s.counts.sent, s.counts.failed) == (3, 1)
+
+    asyncio.run(scenario())
+    assert cases_metric(registry, "sent") == 3
+    assert cases_metric(registry, "failed") == 1
