@@ -55,6 +55,10 @@ class ReviewCase(BaseModel):
     confidence: float | None = Field(default=None, ge=0, le=1)
     """The model's confidence (max class probability); for several rows, the lowest,
     since one unsure row is enough to ask a person. None for models that have none."""
+    spotCheck: bool = False
+    """An automated answer sent for review as a spot check (spec.automation.spotCheck):
+    the client acted on it; the reviewer's label measures agreement where the model
+    decides alone."""
     classes: list[int] = Field(default_factory=list)
     """The suggested class index per row (argmax of the classifier output); empty for a
     model whose output is not a class."""
@@ -81,6 +85,7 @@ def case_from_v2(
     confidence: float | None = None,
     classes: Sequence[int] = (),
     namespace: str | None = None,
+    spot_check: bool = False,
     max_values: int = DEFAULT_MAX_VALUES,
 ) -> ReviewCase:
     """A case from the V2 JSON request's ``inputs`` and answer's ``outputs`` (the router's view).
@@ -95,6 +100,7 @@ def case_from_v2(
         version=version,
         time=time,
         confidence=confidence,
+        spotCheck=spot_check,
         classes=list(classes),
         inputs={str(t.get("name")): describe_tensor(t, max_values) for t in inputs},
         outputs={str(t.get("name")): describe_tensor(t, max_values) for t in outputs},
@@ -113,7 +119,7 @@ class PendingCase:
 
     __slots__ = (
         "_built", "answer", "at", "confidence", "model", "namespace", "request",
-        "requestId", "version",
+        "requestId", "spot_check", "version",
     )  # fmt: skip
 
     def __init__(
@@ -127,6 +133,7 @@ class PendingCase:
         *,
         confidence: str | None = None,
         namespace: str | None = None,
+        spot_check: bool = False,
     ) -> None:
         self.requestId = request_id
         self.model = model
@@ -138,6 +145,7 @@ class PendingCase:
         self.confidence = confidence
         """The ``x-kanaria-confidence`` header as received."""
         self.namespace = namespace
+        self.spot_check = spot_check
         self._built: ReviewCase | None = None
 
     def build(self, max_values: int = DEFAULT_MAX_VALUES) -> ReviewCase:
@@ -159,6 +167,7 @@ class PendingCase:
                     confidence=float(self.confidence) if self.confidence else None,
                     classes=suggested_classes(outputs),
                     namespace=self.namespace,
+                    spot_check=self.spot_check,
                     max_values=max_values,
                 )
             except (ValueError, TypeError, AttributeError, ArithmeticError) as exc:
@@ -263,6 +272,7 @@ def _doc(case: ReviewCase) -> dict[str, Any]:
         "version": case.version,
         "time": case.time,
         "confidence": case.confidence,
+        "spotCheck": case.spotCheck,
         "classes": case.classes,
         "inputs": case.inputs,
         "outputs": case.outputs,

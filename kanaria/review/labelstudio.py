@@ -123,6 +123,7 @@ def case_tasks(case: ReviewCase, class_names: Sequence[str]) -> list[dict[str, A
             "row": row,
             "rows": rows,
             "confidence": case.confidence,
+            "spot_check": case.spotCheck,
             "inputs": doc["inputs"],
             "outputs": doc["outputs"],
         }

@@ -30,7 +30,13 @@ from kanaria_router.headers import REQUEST_DROP, RESPONSE_DROP, cookie_value, fo
 from kanaria_router.metrics import UNROUTED, RouterMetrics
 from kanaria_router.mirror import Mirrorer, MirrorJob
 from kanaria_router.ratelimit import RateLimiter, retry_after
-from kanaria_router.review import CONFIDENCE_HEADER, DECISION_HEADER, POLICY_HEADER, ReviewHub
+from kanaria_router.review import (
+    CONFIDENCE_HEADER,
+    DECISION_HEADER,
+    POLICY_HEADER,
+    SPOT_CHECK_HEADER,
+    ReviewHub,
+)
 from kanaria_router.settings import RouterSettings
 from kanaria_router.table import ModelTable, RouteTable, Version, bucket_of
 from kanaria_router.tokens import expected_form, parse_tokens, presented_token
@@ -303,7 +309,8 @@ class Router:
                     backend_id = up.headers.get(REQUEST_ID)
                     if backend_id and backend_id != request_id:
                         self.served.record(name, backend_id, version_name)
-                    if up.headers.get(DECISION_HEADER) == "review":
+                    spot_check = up.headers.get(SPOT_CHECK_HEADER) == "true"
+                    if spot_check or up.headers.get(DECISION_HEADER) == "review":
                         self.review.offer(
                             name,
                             version_name,
@@ -311,6 +318,7 @@ class Router:
                             up.headers.get(CONFIDENCE_HEADER),
                             body,
                             up.body,
+                            spot_check,
                         )
                 headers.popall(POLICY_HEADER, None)  # a shadow answers under no policy
                 if model.mirror_version and model.mirror_version != version_name:

@@ -51,6 +51,8 @@ log = logging.getLogger("kanaria.router.review")
 
 DECISION_HEADER = "x-kanaria-automation"
 CONFIDENCE_HEADER = "x-kanaria-confidence"
+SPOT_CHECK_HEADER = "x-kanaria-spot-check"
+"""Set (``true``) on an automated answer the model server drew for a spot check."""
 POLICY_HEADER = "x-kanaria-automation-policy"
 """Request header carrying a version's policy to its model server (never from clients)."""
 PULL_INTERVAL_S = 5.0
@@ -181,9 +183,11 @@ class ReviewHub:
         confidence: str | None,
         request_body: bytes,
         answer_body: bytes,
+        spot_check: bool = False,
     ) -> None:
-        """Offer one review answer to the model's sinks (no-op when it has none): O(1)
-        for bodies up to :data:`PENDING_MAX_BYTES`, parsed by the senders' tasks. A
+        """Offer one review answer (or a spot-checked automated one) to the model's
+        sinks (no-op when it has none): O(1) for bodies up to
+        :data:`PENDING_MAX_BYTES`, parsed by the senders' tasks. A
         body that is not V2 JSON (binary tensors) is logged (and, parsed there, counted
         as failed), never raised: the client already has its answer."""
         senders = self._senders.get(model)
@@ -198,6 +202,7 @@ class ReviewHub:
             answer_body,
             confidence=confidence,
             namespace=self._routes[model].namespace,
+            spot_check=spot_check,
         )
         case: PendingCase | ReviewCase = pending
         if len(request_body) + len(answer_body) > PENDING_MAX_BYTES:
