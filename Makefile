@@ -53,7 +53,7 @@ typecheck: setup
 # scripts/test.sh: the control-plane and image builds (cached: seconds when warm) run in
 # the background while lint, mypy and the tests that need neither run; then the tests
 # marked `built` run against them. It prints each phase's time at the end.
-test: setup system-deps
+test:  # scripts/test.sh runs setup and system-deps itself, beside the control-plane build
 	bash scripts/test.sh
 
 test-fast: setup
