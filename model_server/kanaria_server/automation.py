@@ -138,34 +138,30 @@ def _parse(raw: bytes) -> Policy:
 def confidence_of(
     policy: Policy, outputs: dict[str, npt.NDArray[np.generic]], classifier: str | None
 ) -> float | None:
-    """The lowest row confidence: the named output's values, else the classifier's max
-    class probability; None when there is neither (or it is not a finite 0-1 number)."""
-    if policy.output is not None:
-        arr = outputs.get(policy.output)
-        if arr is None or arr.dtype.kind not in "fiu" or not arr.size:
-            return None
-        rows = arr.reshape(arr.shape[0] if arr.ndim else 1, -1)[:, 0].astype(np.float64)
-        value = float(rows.min())
-    elif classifier is not None and classifier in outputs:
-        scores = outputs[classifier]
-        if scores.ndim != 2 or not scores.size:
-            return None
-        if scores.shape[0] == 1:
-            value = _row_confidence(scores[0].tolist())
-        else:
-            value = float(confidences(scores).min())
-    else:
+    """The answer's confidence: its least sure row's (:func:`row_confidences`); None
+    when there is none, or when any row's is not a finite 0-1 number."""
+    if policy.output is None and classifier is not None:
+        scores = outputs.get(classifier)
+        if scores is not None and scores.ndim == 2 and scores.shape[0] == 1 and scores.size:
+            value = _row_confidence(scores[0].tolist())  # the one-row fast path
+            return value if math.isfinite(value) and 0 <= value <= 1 else None
+    return least_sure(row_confidences(policy, outputs, classifier))
+
+
+def least_sure(rows: list[float | None] | None) -> float | None:
+    """The lowest row confidence; None when there are none or any row has none."""
+    if not rows:
         return None
-    if not math.isfinite(value) or not 0 <= value <= 1:
-        return None
-    return value
+    known = [c for c in rows if c is not None]
+    return min(known) if len(known) == len(rows) else None
 
 
 def row_confidences(
     policy: Policy, outputs: dict[str, npt.NDArray[np.generic]], classifier: str | None
 ) -> list[float | None] | None:
-    """Each row's confidence (None for a row whose value is not a finite 0-1 number);
-    None when the model has no confidence at all. For answers of several rows."""
+    """Each row's confidence: the named output's values, else the classifier's max
+    class probability (None for a row whose value is not a finite 0-1 number); None
+    when the model has neither."""
     if policy.output is not None:
         arr = outputs.get(policy.output)
         if arr is None or arr.dtype.kind not in "fiu" or not arr.size:

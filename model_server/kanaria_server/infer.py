@@ -39,6 +39,7 @@ from kanaria_server.automation import (
     confidence_of,
     decide,
     decide_rows,
+    least_sure,
     parse_policy,
     row_confidences,
 )
@@ -116,9 +117,8 @@ class InferHandler:
                 per_row = row_confidences(policy, outputs, first) if decoded.rows > 1 else None
                 if per_row is None:
                     confidence = confidence_of(policy, outputs, first)
-                else:  # the answer's confidence is its least sure row's
-                    known = [c for c in per_row if c is not None]
-                    confidence = min(known) if len(known) == len(per_row) else None
+                else:
+                    confidence = least_sure(per_row)
                 outcome = decide(policy, confidence, draw)
                 parameters = {
                     "kanaria_automation": outcome.decision,
