@@ -189,12 +189,19 @@ class Stream:
                 pending = [(at, rid) for at, rid in pending if at > now]
                 with self.lock:
                     labels = [{"id": r, "label": self.truth[r]} for r in due if r in self.truth]
-                if labels:
+                if labels:  # the feedback API is part of the product: a failure counts
+                    problem: str | None
                     try:
-                        c.post(f"/v2/models/{self.model}/feedback", json=labels)
-                        self.labelled += len(labels)
-                    except httpx.HTTPError:
-                        pass  # a reviewer retries nothing: those labels are lost, not wrong
+                        posted = c.post(f"/v2/models/{self.model}/feedback", json=labels)
+                        ok = posted.status_code == 200
+                        problem = None if ok else f"{posted.status_code} {posted.text[:200]}"
+                    except httpx.HTTPError as exc:
+                        problem = repr(exc)
+                    with self.lock:
+                        if problem is None:
+                            self.labelled += len(labels)
+                        else:
+                            self.failures.append(f"feedback: {problem}")
                 self.stop.wait(0.1)
 
 
