@@ -34,7 +34,15 @@ from pathlib import Path
 
 import yaml
 
-from bench.harness import cpu_ticks, free_port, pinned, process, run_wrk
+from bench.harness import (
+    add_run_options,
+    cpu_ticks,
+    free_port,
+    pinned,
+    process,
+    run_options,
+    run_wrk,
+)
 from bench.router import SMALL, Bench, Proxy, nginx_binary, stub_conf, verdict
 
 BASE = "no policy"
@@ -138,17 +146,14 @@ def report(cells: dict[str, dict[int, Cell]], connections: list[int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.automation", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="2-second runs, smoke test only")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per cell; the best is kept")
-    parser.add_argument("--connections", default="1,64", help="comma-separated list")
-    parser.add_argument("--proxy-cpu", default="0", help="CPU list for taskset of the routers")
-    last = str((os.cpu_count() or 1) - 1)
-    parser.add_argument("--aux-cpu", default=last, help="CPU list for wrk, server and stub")
+    add_run_options(
+        parser, duration=5.0, rounds=3, connections="1,64",
+        proxy_help="CPU list for taskset of the routers",
+        aux_help="CPU list for wrk, server and stub",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    seconds = 2.0 if args.quick else args.duration
-    rounds = 1 if args.quick else max(1, args.rounds)
-    connections = sorted({int(c) for c in args.connections.split(",")})
+    run = run_options(args)
+    seconds, rounds, connections = run.seconds, run.rounds, run.connections
     print(
         f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; routers on CPU "
         f"{args.proxy_cpu}, wrk, model server and stub on CPU {args.aux_cpu}; {seconds:g}s per "

@@ -7,6 +7,7 @@ a :class:`Result`. Processes are stopped by PID (SIGTERM, then SIGKILL).
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -124,3 +125,46 @@ def run_wrk(
     if pid and requests:
         cpu_us = (after - before) / os.sysconf("SC_CLK_TCK") / requests * 1e6
     return Result(requests / (duration / 1e6), p50 / 1000, p99 / 1000, errors, requests, cpu_us)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How long and how often each wrk cell runs, and where the processes are pinned."""
+
+    seconds: float
+    rounds: int
+    connections: list[int]
+    proxy_cpu: str
+    aux_cpu: str
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser,
+    *,
+    duration: float,
+    rounds: int,
+    connections: str,
+    proxy_help: str,
+    aux_help: str,
+) -> None:
+    """The options every proxy benchmark shares (--quick, --duration, --rounds,
+    --connections, --proxy-cpu, --aux-cpu); read them back with :func:`run_options`."""
+    parser.add_argument("--quick", action="store_true", help="2-second runs, smoke test only")
+    parser.add_argument("--duration", type=float, default=duration, help="seconds per wrk run")
+    parser.add_argument(
+        "--rounds", type=int, default=rounds, help="runs per cell; the best is kept"
+    )
+    parser.add_argument("--connections", default=connections, help="comma-separated list")
+    parser.add_argument("--proxy-cpu", default="0", help=proxy_help)
+    parser.add_argument("--aux-cpu", default=str((os.cpu_count() or 1) - 1), help=aux_help)
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """--quick means one 2-second round per cell."""
+    return RunOptions(
+        seconds=2.0 if args.quick else args.duration,
+        rounds=1 if args.quick else max(1, args.rounds),
+        connections=sorted({int(c) for c in args.connections.split(",")}),
+        proxy_cpu=args.proxy_cpu,
+        aux_cpu=args.aux_cpu,
+    )

@@ -44,7 +44,15 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import Result, free_port, pinned, process, run_wrk
+from bench.harness import (
+    Result,
+    add_run_options,
+    free_port,
+    pinned,
+    process,
+    run_options,
+    run_wrk,
+)
 
 STUB_ANSWER = (
     '{"model_name":"bench","model_version":"v1","id":"1","outputs":[{"name":"probabilities",'
@@ -89,13 +97,13 @@ def nginx_binary() -> str:
     return path
 
 
-def stub_conf(tmp: Path, ports: Sequence[int]) -> Path:
+def stub_conf(tmp: Path, ports: Sequence[int], name: str = "stub") -> Path:
     servers = "\n".join(
         f"  server {{ listen 127.0.0.1:{p}; location / {{ default_type application/json; "
         f"return 200 '{STUB_ANSWER}'; }} }}"
         for p in ports
     )
-    return nginx_conf(tmp, "stub", servers)
+    return nginx_conf(tmp, name, servers)
 
 
 def nginx_proxy_conf(tmp: Path, port: int, upstream: str) -> Path:
@@ -275,16 +283,14 @@ DIRECT = "direct to backend"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.router", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="2-second runs, smoke test only")
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per cell; the best is kept")
+    add_run_options(
+        parser, duration=6.0, rounds=2, connections="1,8,64",
+        proxy_help="CPU list for taskset of each proxy",
+        aux_help="CPU list for wrk and the backends",
+    )  # fmt: skip
     parser.add_argument(
         "--tail-rounds", type=int, default=5, help="alternating runs for the shadow p99 check"
     )
-    parser.add_argument("--connections", default="1,8,64", help="comma-separated list")
-    parser.add_argument("--proxy-cpu", default="0", help="CPU list for taskset of each proxy")
-    last = str((os.cpu_count() or 1) - 1)
-    parser.add_argument("--aux-cpu", default=last, help="CPU list for wrk and the backends")
     parser.add_argument(
         "--no-realistic", action="store_true", help="skip setup (2), the model server"
     )
@@ -294,9 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         help="only the mirror worker priority check (3): idle vs low on a saturated core",
     )
     args = parser.parse_args(argv)
-    seconds = 2.0 if args.quick else args.duration
-    rounds = 1 if args.quick else max(1, args.rounds)
-    connections = sorted({int(c) for c in args.connections.split(",")})
+    run = run_options(args)
+    seconds, rounds, connections = run.seconds, run.rounds, run.connections
     print(
         f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; proxies pinned to CPU "
         f"{args.proxy_cpu}, wrk -t1 and backends to CPU {args.aux_cpu}; {seconds:g}s per run, "
@@ -329,7 +334,7 @@ def backends(
     shadow that answers after 100 ms, pinned to the auxiliary CPU and stopped with
     ``stack``; returns their URLs (v1, v2, v3, slow shadow)."""
     ports = [free_port() for _ in range(3)]
-    stub = stub_conf(tmp, ports)
+    stub = stub_conf(tmp, ports, f"stub{suffix}")  # one directory per setup in this run
     v1, v2, v3 = (f"http://127.0.0.1:{p}" for p in ports)
     shadow_port = free_port()
     slow = f"http://127.0.0.1:{shadow_port}"
